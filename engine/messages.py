@@ -1,0 +1,127 @@
+"""Channel-neutral values: what a flow sends, what a user sends back, and whose session it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.types import JSON
+
+MediaKind = Literal["image", "file"]
+IncomingKind = Literal["text", "button", "command", "media"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One answer offered as a button. `value` is what the flow receives (the label when omitted)."""
+
+    label: str
+    value: JSON = None
+
+    @property
+    def answer(self) -> JSON:
+        return self.label if self.value is None else self.value
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+    options: tuple[Option, ...] = ()
+
+
+@dataclass(frozen=True)
+class Media:
+    """An image or file: `source` is a URL or a platform file id."""
+
+    kind: MediaKind
+    source: str
+    caption: str = ""
+
+
+Message = Text | Media
+
+
+def as_message(value: Any) -> Message:
+    """Accept what flows send: a str, a Text or a Media."""
+    if isinstance(value, str):
+        return Text(value)
+    if isinstance(value, (Text, Media)):
+        return value
+    raise TypeError(
+        f"send_message() got {type(value).__name__!r}; send a str, engine.Text or engine.Media"
+    )
+
+
+def message_to_dict(message: Message) -> dict[str, JSON]:
+    if isinstance(message, Media):
+        return {"media": message.kind, "source": message.source, "caption": message.caption}
+    data: dict[str, JSON] = {"text": message.text}
+    if message.options:
+        data["options"] = [[o.label, o.value] for o in message.options]
+    return data
+
+
+def message_from_dict(data: dict[str, Any]) -> Message:
+    if "media" in data:
+        return Media(data["media"], data["source"], data.get("caption", ""))
+    return Text(data["text"], tuple(Option(label, value) for label, value in data.get("options", ())))
+
+
+@dataclass(frozen=True, order=True)
+class SessionKey:
+    """One conversation (`app`) with one user or chat (`partition`), e.g. `telegram:7:42` / `guessbot`."""
+
+    partition: str
+    app: str = "default"
+
+    def __post_init__(self) -> None:
+        if not self.partition or not self.app:
+            raise ValueError("SessionKey needs a non-empty partition and app")
+        if "/" in self.app:
+            raise ValueError(f"app id {self.app!r} may not contain '/'")
+
+    def __str__(self) -> str:
+        return f"{self.partition}/{self.app}"
+
+    @classmethod
+    def parse(cls, text: str) -> SessionKey:
+        partition, sep, app = text.rpartition("/")
+        if not sep:
+            raise ValueError(f"session key {text!r} is not of the form PARTITION/APP")
+        return cls(partition, app)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One update from a user, already translated from the platform.
+
+    `id` is platform-unique (Telegram update_id, Slack event_id) and de-duplicates redeliveries.
+    `address` says where replies go (chat, channel, thread); it is stored with the session.
+    """
+
+    key: SessionKey
+    id: str
+    kind: IncomingKind = "text"
+    text: str = ""
+    value: JSON = None
+    user: str | None = None
+    address: dict[str, JSON] = field(default_factory=dict)
+    media: Media | None = None
+
+    @property
+    def response(self) -> JSON:
+        """What `get_client_response()` returns to the flow for this update."""
+        if self.kind == "button":
+            return self.value
+        if self.kind == "media" and self.media is not None:
+            return {"media": self.media.kind, "source": self.media.source, "caption": self.media.caption}
+        return self.text
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message on its way to a user: what to send and where. `seq` orders a session's replies."""
+
+    seq: int
+    message: Message
+    address: dict[str, JSON]

@@ -1,0 +1,403 @@
+"""Plays a dialog against its recorded state: replays recorded steps, runs new ones, records them.
+
+One `Play` drives one session's dialog. Its driver is a chain of coroutines (one per running
+generator dialog); when the flow waits for input the whole chain suspends and is kept, so the next
+turn resumes it directly instead of replaying the record (a cache, checked against the state's
+identity; after a restart or on another server the record is replayed instead, with the same
+result). Plain-function dialogs (`run()` style) cannot stay suspended: they re-run and replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextvars import ContextVar
+from typing import Any, Coroutine, Generator, NoReturn
+
+from engine.replay import (
+    DEFAULT_VERSION,
+    DialogStateException,
+    INPUT,
+    DialogState,
+    Frame,
+    ReplayMismatch,
+    Result,
+    check_storable,
+    error_from_data,
+    error_to_data,
+)
+from engine.steps import (
+    AsyncDialog,
+    AsyncGenDialog,
+    BaseDialog,
+    Dialog,
+    DialogCall,
+    GenDialog,
+    dialog_result,
+    get_client_response,
+    goto,
+    resolve,
+    send_message,
+)
+
+log = logging.getLogger("convoflow.replay")
+
+_SUSPEND = object()
+"""What the driver yields to its runner when the flow waits for input that has not arrived."""
+
+
+class _AwaitInput:
+    def __await__(self) -> Generator[Any, None, None]:
+        yield _SUSPEND
+
+
+# Control flow travels as BaseException so a flow's own `except Exception` never swallows it.
+class _NeedInput(BaseException):
+    """Unwinds a plain-function dialog that must wait for input."""
+
+
+class _Goto(BaseException):
+    def __init__(self, target: DialogCall[Any]):
+        self.target = target
+
+
+class _Restart(BaseException):
+    def __init__(self, mismatch: ReplayMismatch):
+        self.mismatch = mismatch
+
+
+_current: ContextVar[tuple[Play, Frame, tuple[str, ...]]] = ContextVar("convoflow_run_context")
+
+
+class Play:
+    """One session's dialog in play: `await play.turn(response)` runs it up to the next wait."""
+
+    def __init__(self, top: BaseDialog[Any], state: DialogState, fallback: BaseDialog[Any] | None = None):
+        self.top = top
+        self.state = state
+        self.fallback = fallback
+        self.outbox: list[Any] = []
+        self.mismatch: ReplayMismatch | None = None
+        self._input: Any = None
+        self._has_input = False
+        self._coroutine: Coroutine[Any, Any, Any] | None = None
+        self._finished = False
+
+    # --- the runner side -------------------------------------------------------------------
+
+    def begin(self, response: Any) -> None:
+        """Prepare a turn: a suspended flow takes `response` as its awaited input."""
+        self.outbox = []
+        self.mismatch = None
+        if self._coroutine is None:
+            self._coroutine = self._main()
+            # A fresh dialog ignores the message that started it (as the seed does).
+            self._has_input = self.state.waiting_for_input()
+        else:
+            self._has_input = True
+        self._input = response
+
+    def step_sync(self) -> bool:
+        """Drive a turn without an event loop; True when the dialog has finished."""
+        assert self._coroutine is not None
+        try:
+            yielded = self._coroutine.send(None)
+        except StopIteration:
+            self._finished = True
+            return True
+        except BaseException:
+            self._finished = True
+            raise
+        if yielded is _SUSPEND:
+            return False
+        self._coroutine.close()
+        self._finished = True
+        raise TypeError(
+            f"dialog {self.top.name!r} awaits asyncio work; run it with run_async_gen_dialog"
+        )
+
+    async def step_async(self) -> bool:
+        """Drive a turn on the running loop; True when the dialog has finished."""
+        coroutine = self._coroutine
+        assert coroutine is not None
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                yielded = coroutine.send(value) if error is None else coroutine.throw(error)
+            except StopIteration:
+                self._finished = True
+                return True
+            except BaseException:
+                self._finished = True
+                raise
+            if yielded is _SUSPEND:
+                return False
+            value, error = None, None
+            # The flow awaits an asyncio future: wait for it here, then let the flow read it.
+            try:
+                if yielded is None:
+                    await asyncio.sleep(0)
+                else:
+                    yielded._asyncio_future_blocking = False
+                    await asyncio.wait([yielded])
+            except BaseException as exc:  # cancelled while waiting: pass it into the flow
+                error = exc
+
+    @property
+    def usable(self) -> bool:
+        """Whether the suspended chain can take the next turn (not finished, not failed)."""
+        return self._coroutine is not None and not self._finished
+
+    def close(self) -> None:
+        if self._coroutine is not None:
+            self._coroutine.close()
+            self._finished = True
+
+    # --- the dialog side -------------------------------------------------------------------
+
+    async def _main(self) -> Any:
+        state = self.state
+        top = self._top_dialog()
+        while True:
+            try:
+                if state.fallback is not None and self.fallback is None:
+                    state.fallback = None  # stored mid-fallback, but no fallback is configured now
+                    state.frame = Frame(top.name, top.version)
+                if state.fallback is not None and self.fallback is not None:
+                    await self._play_top(self.fallback, state.fallback)
+                    state.fallback = None
+                    state.frame = Frame(top.name, top.version)
+                result = await self._play_top(top, state.frame)
+                state.result = Result(result)
+                return result
+            except _Goto as jump:
+                top = jump.target
+                check_storable(top.spec(), (state.frame.name,), "goto")
+                state.frame = Frame(top.name, top.version)
+                state.call = top.spec()
+            except _Restart as restart:
+                self._restart(restart.mismatch)
+                top = self.top
+
+    def _top_dialog(self) -> BaseDialog[Any]:
+        if self.state.call is None:
+            return self.top
+        try:
+            return resolve(self.state.call)
+        except LookupError as error:
+            # The goto target is gone from the code: like any mismatch, start over.
+            self.state.fallback = None
+            self._restart(ReplayMismatch((), 0, str(self.state.call["dialog"]), str(error), "code"))
+            return self.top
+
+    def _restart(self, mismatch: ReplayMismatch) -> None:
+        if mismatch.reason == "code":
+            log.warning("restarting session: %s", mismatch)
+        self.mismatch = mismatch
+        self.outbox.clear()  # replies of the abandoned run are never delivered
+        self._has_input = False
+        state = self.state
+        state.call = None
+        state.frame = Frame(self.top.name, self.top.version)
+        state.fallback = Frame(self.fallback.name, self.fallback.version) if self.fallback else None
+
+    async def _play_top(self, top: BaseDialog[Any], frame: Frame) -> Any:
+        if frame.name != top.name or frame.version != top.version:
+            reason = "version" if frame.name == top.name else "code"
+            raise _Restart(ReplayMismatch((), 0, f"{frame.name} {frame.version}", f"{top.name} {top.version}", reason))
+        frame.cursor = 0
+        return await self._invoke(top, frame, (top.name,))
+
+    async def _invoke(self, step: BaseDialog[Any], frame: Frame, path: tuple[str, ...]) -> Any:
+        if isinstance(step, GenDialog):
+            return await self._drive(step.func(*step.args, **step.kwargs), frame, path)
+        if isinstance(step, AsyncGenDialog):
+            return await self._drive_async(step.func(*step.args, **step.kwargs), frame, path)
+        if isinstance(step, Dialog):
+            return await self._call_plain(step, frame, path)
+        if isinstance(step, AsyncDialog):
+            token = _current.set((self, frame, path))
+            try:
+                return await step.func(*step.args, **step.kwargs)
+            except _NeedInput:
+                raise TypeError(
+                    f"async def dialog {step.name!r} cannot wait for input; make it an async generator"
+                ) from None
+            finally:
+                _current.reset(token)
+        raise TypeError(f"{path[-2] if len(path) > 1 else 'dialog'} yielded {step!r}, which is not a step")
+
+    async def _drive(self, gen: Generator[Any, Any, Any], frame: Frame, path: tuple[str, ...]) -> Any:
+        log_ = frame.log
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    step = gen.send(value) if error is None else gen.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+                error = None
+                # Fast paths (a replay is mostly these): sends, and recorded steps.
+                cursor = frame.cursor
+                if type(step) is send_message:
+                    if cursor >= len(log_) and frame.pending is None:
+                        self.outbox.append(step.message)
+                    value = None
+                    continue
+                if cursor < len(log_):
+                    entry = log_[cursor]
+                    if (
+                        len(entry) == 2
+                        and entry[0] == getattr(step, "name", None)
+                        and step.version == DEFAULT_VERSION
+                    ):
+                        frame.cursor = cursor + 1
+                        value = entry[1]
+                        continue
+                if type(step) is dialog_result:
+                    return step.value
+                try:
+                    value = await self._step(step, frame, path)
+                except Exception as exc:
+                    error, value = exc, None
+        except BaseException:
+            gen.close()
+            raise
+
+    async def _drive_async(self, agen: Any, frame: Frame, path: tuple[str, ...]) -> Any:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    step = await (agen.asend(value) if error is None else agen.athrow(error))
+                except StopAsyncIteration:
+                    return None
+                error = None
+                if type(step) is dialog_result:
+                    await agen.aclose()
+                    return step.value
+                try:
+                    value = await self._step(step, frame, path)
+                except Exception as exc:
+                    error, value = exc, None
+        except BaseException:
+            await agen.aclose()
+            raise
+
+    async def _call_plain(self, step: DialogCall[Any], frame: Frame, path: tuple[str, ...]) -> Any:
+        while True:
+            frame.cursor = 0
+            token = _current.set((self, frame, path))
+            try:
+                return step.func(*step.args, **step.kwargs)
+            except _NeedInput:
+                pass
+            finally:
+                _current.reset(token)
+            # A plain function cannot stay suspended: wait here, then re-run it to replay.
+            await _AwaitInput()
+
+    async def _step(self, step: Any, frame: Frame, path: tuple[str, ...]) -> Any:
+        """Replay or run one step yielded (or `run()`) in `frame`."""
+        if not isinstance(step, BaseDialog):
+            raise TypeError(f"dialog {' > '.join(path)} yielded {step!r}, which is not a step")
+        cursor = frame.cursor
+        if cursor < len(frame.log):
+            return self._replayed(step, frame, path)
+        pending = frame.pending
+        if isinstance(step, send_message):
+            if pending is None:
+                self.outbox.append(step.message)
+            return None
+        if isinstance(step, get_client_response):
+            if pending is not None and pending != INPUT:
+                self._mismatch(path, frame, pending.name, step.name)
+            return await self._take_input(frame)
+        if isinstance(step, goto):
+            raise _Goto(step.target)
+        if isinstance(step, dialog_result):
+            raise TypeError(f"dialog {' > '.join(path)}: dialog_result() belongs in an async generator dialog")
+        if isinstance(pending, Frame):
+            if pending.name != step.name or pending.version != step.version:
+                reason = "version" if pending.name == step.name else "code"
+                raise _Restart(ReplayMismatch(path, cursor, f"{pending.name} {pending.version}", f"{step.name} {step.version}", reason))
+            child = pending
+        elif pending is None:
+            child = frame.pending = Frame(step.name, step.version)
+        else:
+            self._mismatch(path, frame, INPUT, step.name)
+        child.cursor = 0
+        try:
+            value = await self._invoke(step, child, (*path, step.name))
+        except Exception as error:
+            frame.pending = None
+            self._record(frame, step, None, {"error": error_to_data(error)})
+            raise
+        check_storable(value, path, step.name)
+        frame.pending = None
+        self._record(frame, step, value, None)
+        return value
+
+    def _replayed(self, step: BaseDialog[Any], frame: Frame, path: tuple[str, ...]) -> Any:
+        if isinstance(step, send_message):
+            return None
+        entry = frame.log[frame.cursor]
+        extras = entry[2] if len(entry) > 2 else {}
+        recorded_version = extras.get("v", DEFAULT_VERSION)
+        if entry[0] != step.name or recorded_version != step.version:
+            reason = "version" if entry[0] == step.name else "code"
+            raise _Restart(ReplayMismatch(path, frame.cursor, f"{entry[0]} {recorded_version}", f"{step.name} {step.version}", reason))
+        frame.cursor += 1
+        if "error" in extras:
+            raise error_from_data(extras["error"])
+        return entry[1]
+
+    def _mismatch(self, path: tuple[str, ...], frame: Frame, recorded: str, found: str) -> NoReturn:
+        raise _Restart(ReplayMismatch(path, frame.cursor, recorded, found, "code"))
+
+    async def _take_input(self, frame: Frame) -> Any:
+        if not self._has_input:
+            frame.pending = INPUT
+            await _AwaitInput()
+        self._has_input = False
+        value = self._input
+        check_storable(value, (frame.name,), "get_client_response")
+        frame.pending = None
+        frame.log.append([INPUT, value])
+        frame.cursor += 1
+        return value
+
+    def _record(self, frame: Frame, step: BaseDialog[Any], value: Any, extras: dict[str, Any] | None) -> None:
+        if step.version != DEFAULT_VERSION:
+            extras = {**(extras or {}), "v": step.version}
+        frame.log.append([step.name, value, extras] if extras else [step.name, value])
+        frame.cursor += 1
+
+    # --- `run()` inside plain-function dialogs -----------------------------------------------
+
+    def run_in_frame(self, step: BaseDialog[Any], frame: Frame, path: tuple[str, ...]) -> Any:
+        """Run one step synchronously on behalf of `run()`."""
+        coroutine = self._step(step, frame, path)
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration as done:
+            return done.value
+        coroutine.close()
+        if yielded is _SUSPEND:
+            raise _NeedInput()
+        raise TypeError(
+            f"run() cannot run {step.name!r}: it awaits asyncio work; yield it from an async dialog"
+        )
+
+
+def run(step: BaseDialog[Any]) -> Any:
+    """Run a step from inside a plain-function dialog and return its (recorded) result."""
+    context = _current.get(None)
+    if context is None:
+        raise DialogStateException("run() was called outside a running dialog")
+    play, frame, path = context
+    return play.run_in_frame(step, frame, path)
+

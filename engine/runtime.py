@@ -1,0 +1,261 @@
+"""The Engine: one transactional turn per incoming update.
+
+1. load the session (serialised per session key within this process);
+2. an incoming id seen before only re-delivers what is still in the outbox;
+3. play the dialog against its state plus the new input;
+4. commit state, replies (appended to the outbox) and the incoming id in one conditional write;
+   a conflict means another worker moved the session: reload and redo;
+5. deliver the outbox in order, then mark it delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
+
+from engine.messages import Incoming, Reply, Text, as_message, message_from_dict, message_to_dict
+from engine.player import Play
+from engine.replay import DialogState, state_from_dict
+from engine.steps import BaseDialog
+from engine.stores.base import SEEN_LIMIT, Conflict, Session, Store
+
+log = logging.getLogger("convoflow.engine")
+
+Command = Literal["restart", "cancel"]
+Deliver = Callable[[Reply], Awaitable[None]]
+"""A channel's way to send one reply to its platform."""
+
+DEFAULT_COMMANDS: Mapping[str, Command] = {"/start": "restart", "/cancel": "cancel"}
+
+
+class Undeliverable(Exception):
+    """Raised by a channel when a reply can never be delivered (the user blocked the bot, the
+    channel is gone): the reply is dropped and logged, and delivery goes on."""
+
+
+class DeliveryFailed(Exception):
+    """Delivery stopped on a transient error; the undelivered replies stay in the outbox and go out
+    on the next attempt (a redelivered update, or the session's next turn)."""
+
+    def __init__(self, key: Any, error: BaseException):
+        self.key, self.error = key, error
+        super().__init__(f"delivery to {key} failed: {error!r}")
+
+
+class TooManyConflicts(Exception):
+    def __init__(self, key: Any, attempts: int):
+        self.key, self.attempts = key, attempts
+        super().__init__(f"session {key}: gave up after {attempts} conflicting commits")
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """What one `handle` call did, for logs and metrics."""
+
+    key: str
+    outcome: Literal["ok", "duplicate", "failed", "restarted", "cancelled", "finished"]
+    replies: int
+    conflicts: int
+    seconds: float
+
+
+@dataclass
+class _Live:
+    revision: int
+    play: Play
+
+
+class Engine:
+    """Runs one conversation (`dialog_factory()` gives its top dialog) for every session.
+
+    `fallback` runs before a session restarts because the code changed under it. `commands` map
+    command texts to "restart" or "cancel". `max_live` bounds how many suspended dialogs are kept
+    in memory to skip replays (0 disables it).
+    """
+
+    def __init__(
+        self,
+        dialog_factory: Callable[[], BaseDialog[Any]],
+        store: Store,
+        fallback: Callable[[], BaseDialog[Any]] | None = None,
+        commands: Mapping[str, Command] = DEFAULT_COMMANDS,
+        *,
+        app: str | None = None,
+        apology: str = "Sorry, something went wrong on our side. Please try again.",
+        cancel_reply: str = "Okay, stopped. Send /start to begin again.",
+        max_live: int = 10_000,
+        max_conflicts: int = 20,
+        on_turn: Callable[[TurnOutcome], None] | None = None,
+    ) -> None:
+        self.dialog_factory = dialog_factory
+        self.store = store
+        self.fallback = fallback
+        self.commands = dict(commands)
+        self.app = app or dialog_factory().name
+        self.apology = apology
+        self.cancel_reply = cancel_reply
+        self.max_live = max_live
+        self.max_conflicts = max_conflicts
+        self.on_turn = on_turn
+        self._live: OrderedDict[Any, _Live] = OrderedDict()
+        self._locks: dict[Any, tuple[asyncio.Lock, int]] = {}
+
+    async def handle(self, incoming: Incoming, deliver: Deliver | None = None) -> list[Reply]:
+        """Process one update. Returns the replies delivered (all of them when `deliver` is None:
+        the caller then sends them itself)."""
+        started = time.perf_counter()
+        key = incoming.key
+        async with self._serialised(key):
+            conflicts = 0
+            while True:
+                session = await self.store.load(key) or Session(key)
+                if incoming.id in session.seen:
+                    outcome: str = "duplicate"
+                    committed = session
+                    break
+                committed, outcome, play = await self._turn(session, incoming)
+                try:
+                    await self.store.commit(committed)
+                except Conflict:
+                    conflicts += 1
+                    if conflicts >= self.max_conflicts:
+                        raise TooManyConflicts(key, conflicts) from None
+                    continue
+                if play is not None:
+                    self._keep(key, committed.revision, play)
+                break
+            replies = await self._deliver(committed, deliver)
+        self._report(TurnOutcome(str(key), outcome, len(replies), conflicts, time.perf_counter() - started))  # type: ignore[arg-type]
+        return replies
+
+    async def resume(self, key: Any, deliver: Deliver | None = None) -> list[Reply]:
+        """Deliver whatever a session still has in its outbox (after a crash or restart)."""
+        async with self._serialised(key):
+            session = await self.store.load(key)
+            return [] if session is None else await self._deliver(session, deliver)
+
+    # --- one turn ------------------------------------------------------------------------------
+
+    async def _turn(self, session: Session, incoming: Incoming) -> tuple[Session, str, Play | None]:
+        """Play the turn; returns the session to commit, the outcome and the play to keep live."""
+        command = self.commands.get(incoming.text.split()[0]) if incoming.kind == "command" and incoming.text.strip() else None
+        if command == "cancel":
+            return self._commit_of(session, incoming, None, [Text(self.cancel_reply)]), "cancelled", None
+        fresh = command == "restart" or session.state is None or "result" in session.state
+        try:
+            play = self._play_for(session, fresh)
+            play.begin(incoming.response)
+            done = await play.step_async()
+            messages = [as_message(m) for m in play.outbox]
+            state = play.state.to_dict()
+        except Exception:
+            log.exception("flow failed in session %s; it stays at its last committed state", session.key)
+            return self._commit_of(session, incoming, session.state, [Text(self.apology)]), "failed", None
+        outcome = "finished" if done else ("restarted" if play.mismatch else "ok")
+        return self._commit_of(session, incoming, state, messages), outcome, None if done else play
+
+    def _play_for(self, session: Session, fresh: bool) -> Play:
+        """The suspended play of this very revision if it is in memory, else one that replays."""
+        live = self._live.pop(session.key, None)
+        if not fresh and live is not None and live.revision == session.revision and live.play.usable:
+            return live.play
+        if live is not None:
+            live.play.close()
+        top = self.dialog_factory()
+        if fresh or session.state is None:
+            state = DialogState(top.version, top.name)
+        else:
+            state = state_from_dict(session.state)
+        return Play(top, state, self.fallback() if self.fallback else None)
+
+    def _commit_of(
+        self, session: Session, incoming: Incoming, state: dict[str, Any] | None, messages: list[Any]
+    ) -> Session:
+        address = incoming.address or session.address
+        seq = session.next_seq
+        new = [{"seq": seq + i, "to": address, "message": message_to_dict(m)} for i, m in enumerate(messages)]
+        return session.advanced(
+            state=state,
+            outbox=session.outbox + tuple(new),
+            seen=(*session.seen, incoming.id)[-SEEN_LIMIT:],
+            address=address,
+            next_seq=seq + len(new),
+            last=tuple(new) if new else session.last,
+        )
+
+    # --- delivery ------------------------------------------------------------------------------
+
+    async def _deliver(self, session: Session, deliver: Deliver | None) -> list[Reply]:
+        if not session.outbox:
+            return []
+        delivered: list[Reply] = []
+        through = 0
+        failure: BaseException | None = None
+        for item in session.outbox:
+            reply = Reply(item["seq"], message_from_dict(item["message"]), item["to"])
+            if deliver is not None:
+                try:
+                    await deliver(reply)
+                except Undeliverable as error:
+                    log.warning("dropping reply %s to %s: %s", reply.seq, session.key, error)
+                    through = reply.seq
+                    continue
+                except Exception as error:  # transient: the rest waits in the outbox
+                    failure = error
+                    break
+            delivered.append(reply)
+            through = reply.seq
+        if through:
+            moved_on = not await self.store.mark_delivered(session.key, session.revision, through)
+            live = self._live.get(session.key)
+            if live is not None:
+                if moved_on or live.revision != session.revision:
+                    self._forget(session.key)
+                else:
+                    live.revision += 1
+        if failure is not None:
+            raise DeliveryFailed(session.key, failure) from failure
+        return delivered
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def _keep(self, key: Any, revision: int, play: Play) -> None:
+        if self.max_live <= 0:
+            return
+        self._live[key] = _Live(revision, play)
+        self._live.move_to_end(key)
+        while len(self._live) > self.max_live:
+            _, evicted = self._live.popitem(last=False)
+            evicted.play.close()
+
+    def _forget(self, key: Any) -> None:
+        live = self._live.pop(key, None)
+        if live is not None:
+            live.play.close()
+
+    @asynccontextmanager
+    async def _serialised(self, key: Any) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def _report(self, outcome: TurnOutcome) -> None:
+        log.info("turn %s %s replies=%d conflicts=%d %.1fms", outcome.key, outcome.outcome,
+                 outcome.replies, outcome.conflicts, outcome.seconds * 1000)
+        if self.on_turn is not None:
+            self.on_turn(outcome)

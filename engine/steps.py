@@ -1,0 +1,143 @@
+"""What a flow yields or runs: the `@dialog` decorator, dialog calls and the primitive steps."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Generic, TypeVar
+
+from engine.replay import DEFAULT_VERSION, INPUT
+from engine.types import StateDict
+
+T = TypeVar("T")
+
+_registry: dict[str, Callable[..., BaseDialog[Any]]] = {}
+"""Decorated dialogs by "module:qualname", so a `goto` target can be rebuilt from a stored state."""
+
+
+class BaseDialog(Generic[T]):
+    """Anything a flow can yield or pass to `run()`. `name` keys its entry in the replay log."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class DialogCall(BaseDialog[T]):
+    """A decorated function together with its arguments, not yet run."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(hash=False)
+    version: str
+    name: str
+    path: str
+
+    @property
+    def dialog(self) -> Callable[[], Any]:
+        """The seed API's zero-argument closure."""
+        return functools.partial(self.func, *self.args, **self.kwargs)
+
+    def spec(self) -> StateDict:
+        """How to call this dialog again, for a stored goto target."""
+        return {"dialog": self.path, "args": list(self.args), "kwargs": dict(self.kwargs)}
+
+
+class Dialog(DialogCall[T]):
+    """A plain function: one recorded step, which may itself `run()` steps (seed `run()` style)."""
+
+
+class GenDialog(DialogCall[T]):
+    """A generator function that yields steps."""
+
+
+class AsyncDialog(DialogCall[T]):
+    """An `async def` function: one recorded step (where I/O belongs)."""
+
+
+class AsyncGenDialog(DialogCall[T]):
+    """An async generator function that yields steps and `dialog_result(x)` to return."""
+
+
+def dialog(version: str = DEFAULT_VERSION, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Turn a function into a dialog: calling it returns a `DialogCall` to yield or `run()`.
+
+    Bump `version` when a change would make recorded sessions replay differently: stored sessions
+    of another version restart (after the fallback dialog, if one is given).
+    """
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isasyncgenfunction(func):
+            kind: type[DialogCall[Any]] = AsyncGenDialog
+        elif inspect.iscoroutinefunction(func):
+            kind = AsyncDialog
+        elif inspect.isgeneratorfunction(func):
+            kind = GenDialog
+        else:
+            kind = Dialog
+        path = f"{func.__module__}:{func.__qualname__}"
+        step_name = name or func.__name__
+
+        @functools.wraps(func)
+        def make_call(*args: Any, **kwargs: Any) -> DialogCall[Any]:
+            return kind(func, args, kwargs, version, step_name, path)
+
+        _registry[path] = make_call
+        return make_call
+
+    return decorator
+
+
+def resolve(spec: StateDict) -> DialogCall[Any]:
+    """Rebuild a dialog call from `DialogCall.spec()`; raises LookupError when it no longer exists."""
+    path: str = spec["dialog"]
+    if path not in _registry:
+        module_name = path.partition(":")[0]
+        try:
+            importlib.import_module(module_name)
+        except ImportError as error:
+            raise LookupError(f"dialog {path} cannot be imported: {error}") from error
+    if path not in _registry:
+        raise LookupError(f"dialog {path} no longer exists")
+    call = _registry[path](*spec.get("args", ()), **spec.get("kwargs", {}))
+    assert isinstance(call, DialogCall)
+    return call
+
+
+@dataclass(frozen=True)
+class send_message(BaseDialog[None]):  # noqa: N801 - seed API name
+    """Queue a message for the user (a str, Text or Media; any value in the seed API)."""
+
+    message: Any
+    name: ClassVar[str] = "send_message"
+    version: ClassVar[str] = DEFAULT_VERSION
+
+
+class get_client_response(BaseDialog[Any]):  # noqa: N801 - seed API name
+    """Wait for the user's next message and return it."""
+
+    name: ClassVar[str] = INPUT
+    version: ClassVar[str] = DEFAULT_VERSION
+
+
+@dataclass(frozen=True)
+class dialog_result(BaseDialog[T]):  # noqa: N801 - seed API name
+    """`yield dialog_result(x)` ends an async generator dialog with the value x."""
+
+    value: T
+    name: ClassVar[str] = "dialog_result"
+    version: ClassVar[str] = DEFAULT_VERSION
+
+
+@dataclass(frozen=True)
+class goto(BaseDialog[None]):  # noqa: N801 - reads as a statement in flows
+    """Replace the running top-level dialog with `target`: the old record is dropped.
+
+    The target's arguments are stored with the session, so they must be JSON values.
+    """
+
+    target: DialogCall[Any]
+    name: ClassVar[str] = "goto"
+    version: ClassVar[str] = DEFAULT_VERSION

@@ -1,0 +1,110 @@
+"""The Store protocol every backend implements, the session record it keeps, and its errors."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from engine.messages import SessionKey
+from engine.types import JSON, StateDict
+
+SEEN_LIMIT = 32
+"""How many recent incoming ids a session remembers for de-duplication."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """One stored conversation.
+
+    `revision` counts committed writes (0: never stored) and guards every commit. `state` is the
+    replay state (None: not started). `outbox` holds replies committed but not yet delivered, as
+    `{"seq", "to", "message"}` dicts, in order. `seen` lists recent incoming ids, newest last.
+    `last` keeps the replies of the latest turn, so a returning user can be reminded where they are.
+    """
+
+    key: SessionKey
+    revision: int = 0
+    state: StateDict | None = None
+    outbox: tuple[dict[str, Any], ...] = ()
+    seen: tuple[str, ...] = ()
+    address: dict[str, JSON] = field(default_factory=dict)
+    next_seq: int = 1
+    last: tuple[dict[str, Any], ...] = ()
+    created: float = 0.0
+    updated: float = 0.0
+
+    def advanced(self, **changes: Any) -> Session:
+        """The next revision of this session (what a commit writes)."""
+        now = time.time()
+        return replace(self, **changes, revision=self.revision + 1, created=self.created or now, updated=now)
+
+    def to_record(self) -> dict[str, Any]:
+        """The session as plain JSON data (how stores keep it)."""
+        return {
+            "partition": self.key.partition,
+            "app": self.key.app,
+            "revision": self.revision,
+            "state": self.state,
+            "outbox": list(self.outbox),
+            "seen": list(self.seen),
+            "address": self.address,
+            "next_seq": self.next_seq,
+            "last": list(self.last),
+            "created": self.created,
+            "updated": self.updated,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Session:
+        return cls(
+            key=SessionKey(record["partition"], record["app"]),
+            revision=record["revision"],
+            state=record.get("state"),
+            outbox=tuple(record.get("outbox", ())),
+            seen=tuple(record.get("seen", ())),
+            address=record.get("address") or {},
+            next_seq=record.get("next_seq", 1),
+            last=tuple(record.get("last", ())),
+            created=record.get("created", 0.0),
+            updated=record.get("updated", 0.0),
+        )
+
+
+class StoreError(Exception):
+    """The store could not be reached or did not answer in time; nothing was written."""
+
+
+class Conflict(Exception):
+    """Another writer committed this session first: reload and redo the turn."""
+
+    def __init__(self, key: SessionKey, expected_revision: int):
+        self.key, self.expected_revision = key, expected_revision
+        super().__init__(f"session {key} moved past revision {expected_revision}")
+
+
+class Store(Protocol):
+    async def load(self, key: SessionKey) -> Session | None:
+        """The stored session, or None. Never writes."""
+        ...
+
+    async def commit(self, session: Session) -> None:
+        """Write `session` (revision N+1) only if the stored revision is still N, else raise Conflict.
+
+        Revision 1 means "create": it conflicts when the session already exists.
+        """
+        ...
+
+    async def mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
+        """Drop outbox entries with seq <= through_seq.
+
+        When the stored revision is still `revision`, the write also bumps it to revision + 1 and
+        returns True; otherwise the entries are dropped without touching the revision (False).
+        """
+        ...
+
+    async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
+        """Sessions of one partition (or all), most recently updated first. Never writes."""
+        ...
+
+    async def close(self) -> None: ...

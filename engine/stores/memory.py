@@ -1,0 +1,49 @@
+"""A store in this process's memory (tests, quick experiments). Records are kept as JSON text,
+so it accepts and returns exactly what the persistent stores do."""
+
+from __future__ import annotations
+
+import json
+
+from engine.messages import SessionKey
+from engine.stores.base import Conflict, Session
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._records: dict[SessionKey, str] = {}
+
+    async def load(self, key: SessionKey) -> Session | None:
+        text = self._records.get(key)
+        return None if text is None else Session.from_record(json.loads(text))
+
+    async def commit(self, session: Session) -> None:
+        stored = self._records.get(session.key)
+        stored_revision = 0 if stored is None else json.loads(stored)["revision"]
+        if stored_revision != session.revision - 1:
+            raise Conflict(session.key, session.revision - 1)
+        self._records[session.key] = json.dumps(session.to_record())
+
+    async def mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
+        text = self._records.get(key)
+        if text is None:
+            return False
+        record = json.loads(text)
+        record["outbox"] = [item for item in record["outbox"] if item["seq"] > through_seq]
+        current = record["revision"] == revision
+        if current:
+            record["revision"] = revision + 1
+        self._records[key] = json.dumps(record)
+        return current
+
+    async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
+        sessions = [
+            Session.from_record(json.loads(text))
+            for key, text in self._records.items()
+            if partition is None or key.partition == partition
+        ]
+        sessions.sort(key=lambda s: s.updated, reverse=True)
+        return sessions[:limit]
+
+    async def close(self) -> None:
+        pass
