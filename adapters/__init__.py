@@ -1,0 +1,1 @@
+"""Channels that carry convoflow conversations: console, Telegram, Slack, and the HTTP server."""
