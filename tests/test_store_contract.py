@@ -1,0 +1,114 @@
+"""One contract, every store: each backend must behave exactly alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.messages import SessionKey
+from engine.stores import Conflict, Session, Store
+
+from tests.store_backends import STORE_BACKENDS, open_backend
+
+KEY = SessionKey("telegram:7:42", "guessbot")
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+    opened: Store = await open_backend(request.param, tmp_path, request)
+    yield opened
+    await opened.close()
+
+
+def first(key: SessionKey = KEY, **changes) -> Session:  # type: ignore[no-untyped-def]
+    return Session(key).advanced(**changes)
+
+
+class TestStoreContract:
+    async def test_missing_session_loads_as_none(self, store: Store) -> None:
+        assert await store.load(KEY) is None
+
+    async def test_commit_then_load_round_trips_every_field(self, store: Store) -> None:
+        session = first(
+            state={"frame": {"name": "guess", "version": "1.0", "log": [["rand", 7]], "pending": "<input>"}},
+            outbox=({"seq": 1, "to": {"chat_id": 42}, "message": {"text": "Your guess?"}},),
+            seen=("u1",),
+            address={"chat_id": 42},
+            next_seq=2,
+            last=({"seq": 1, "to": {"chat_id": 42}, "message": {"text": "Your guess?"}},),
+        )
+        await store.commit(session)
+        assert await store.load(KEY) == session
+
+    async def test_stale_revision_conflicts_and_keeps_the_stored_session(self, store: Store) -> None:
+        one = first(state={"n": 1})
+        await store.commit(one)
+        two = one.advanced(state={"n": 2})
+        await store.commit(two)
+        with pytest.raises(Conflict):
+            await store.commit(one.advanced(state={"stale": True}))
+        with pytest.raises(Conflict):
+            await store.commit(first(state={"recreated": True}))
+        loaded = await store.load(KEY)
+        assert loaded is not None and loaded.state == {"n": 2} and loaded.revision == 2
+
+    async def test_commit_of_a_future_revision_conflicts(self, store: Store) -> None:
+        with pytest.raises(Conflict):
+            await store.commit(first().advanced())
+        assert await store.load(KEY) is None
+
+    async def test_concurrent_commits_of_one_revision_let_exactly_one_win(self, store: Store) -> None:
+        base = first(state={"n": 0})
+        await store.commit(base)
+        attempts = [base.advanced(state={"n": i}) for i in range(8)]
+        results = await asyncio.gather(*(store.commit(a) for a in attempts), return_exceptions=True)
+        assert sum(r is None for r in results) == 1
+        assert all(isinstance(r, Conflict) for r in results if r is not None)
+
+    async def test_mark_delivered_drops_entries_and_bumps_the_current_revision(self, store: Store) -> None:
+        items = tuple({"seq": n, "to": {}, "message": {"text": f"m{n}"}} for n in (1, 2, 3))
+        session = first(outbox=items, next_seq=4)
+        await store.commit(session)
+        assert await store.mark_delivered(KEY, 1, 2) is True
+        loaded = await store.load(KEY)
+        assert loaded is not None
+        assert [i["seq"] for i in loaded.outbox] == [3] and loaded.revision == 2
+        # a session that moved on still loses delivered entries, but keeps its revision
+        assert await store.mark_delivered(KEY, 1, 3) is False
+        loaded = await store.load(KEY)
+        assert loaded is not None and loaded.outbox == () and loaded.revision == 2
+
+    async def test_mark_delivered_of_unknown_session_is_false(self, store: Store) -> None:
+        assert await store.mark_delivered(KEY, 1, 1) is False
+
+    async def test_list_sessions_by_partition_newest_first(self, store: Store) -> None:
+        keys = [SessionKey("p:1", "a"), SessionKey("p:1", "b"), SessionKey("p:2", "a")]
+        for key in keys:
+            await store.commit(first(key))
+            await asyncio.sleep(0.01)
+        listed = await store.list_sessions("p:1")
+        assert [s.key for s in listed] == [keys[1], keys[0]]
+        assert {s.key for s in await store.list_sessions()} == set(keys)
+        assert len(await store.list_sessions(limit=2)) == 2
+        assert await store.list_sessions("nobody") == []
+
+    async def test_user_text_round_trips_unchanged(self, store: Store) -> None:
+        hostile = {
+            "$set": "a.b", "key.with.dots": "$where", "": "empty key",
+            "unicode": "zero\u200bwidth \U0001f600 \u202eright-to-left \x00 nul",
+            "long": "x" * 200_000,
+            "numbers": [0, -1, 2**53, 1.5, True, None],
+        }
+        key = SessionKey("slack:-:T1:C$1.x", "app.v2")
+        session = first(key, state={"frame": {"log": [["<input>", hostile]]}}, seen=("$id.1",))
+        await store.commit(session)
+        assert await store.load(key) == session
+
+    async def test_sessions_of_different_apps_are_separate(self, store: Store) -> None:
+        await store.commit(first(SessionKey("p", "one"), state={"app": 1}))
+        await store.commit(first(SessionKey("p", "two"), state={"app": 2}))
+        one = await store.load(SessionKey("p", "one"))
+        two = await store.load(SessionKey("p", "two"))
+        assert one is not None and two is not None
+        assert (one.state, two.state) == ({"app": 1}, {"app": 2})
