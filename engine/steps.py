@@ -141,3 +141,8 @@ class goto(BaseDialog[None]):  # noqa: N801 - reads as a statement in flows
     target: DialogCall[Any]
     name: ClassVar[str] = "goto"
     version: ClassVar[str] = DEFAULT_VERSION
+
+
+def is_dialog(value: Any) -> bool:
+    """Whether `value` is a function decorated with `@dialog`."""
+    return callable(value) and _registry.get(f"{getattr(value, '__module__', '')}:{getattr(value, '__qualname__', '')}") is value

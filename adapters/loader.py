@@ -1,0 +1,74 @@
+"""Find a bot's dialog from what the user typed: a file path or module, optionally `:dialog`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from engine.steps import BaseDialog, is_dialog
+
+DEFAULT_DIALOG = "main"
+
+
+class BotNotFound(Exception):
+    """The bot file, module or dialog does not exist; the message says what was looked for."""
+
+
+@dataclass(frozen=True)
+class Bot:
+    app: str
+    """The conversation's id in the store, e.g. `guessbot`."""
+    dialog: Callable[[], BaseDialog[Any]]
+    fallback: Callable[[], BaseDialog[Any]] | None
+
+
+def load_bot(spec: str) -> Bot:
+    """`bots/guessbot.py`, `bots.guessbot`, `bots/guessbot.py:main` -> the bot's dialog."""
+    target, _, name = spec.partition(":") if not _is_windows_drive(spec) else (spec, "", "")
+    module = _import(target)
+    stem = module.__name__.rpartition(".")[2]
+    dialog_name = name or DEFAULT_DIALOG
+    found = getattr(module, dialog_name, None)
+    if not is_dialog(found):
+        available = sorted(n for n, v in vars(module).items() if is_dialog(v) and v.__module__ == module.__name__)
+        hint = f"dialogs in it: {', '.join(available)}" if available else "it defines no @dialog functions"
+        raise BotNotFound(f"{target} has no dialog named {dialog_name!r} ({hint}); name one as {target}:NAME")
+    assert found is not None
+    fallback = getattr(module, "fallback", None)
+    app = stem if dialog_name == DEFAULT_DIALOG else f"{stem}.{dialog_name}"
+    return Bot(app=app, dialog=found, fallback=fallback if is_dialog(fallback) else None)
+
+
+def _is_windows_drive(spec: str) -> bool:
+    return len(spec) > 2 and spec[1] == ":" and spec[2] in "/\\"
+
+
+def _import(target: str) -> ModuleType:
+    path = Path(target)
+    if target.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise BotNotFound(f"bot file {target} does not exist")
+        root, target = _module_name(path.resolve())
+        # The bot's package root goes on the path, so `bots/menu.py` and `bots.menu` name the same
+        # module: dialogs stored by goto are found again by module name.
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as error:
+        if error.name and target.startswith(error.name):
+            raise BotNotFound(f"no bot file or module named {target!r}") from error
+        raise
+
+
+def _module_name(path: Path) -> tuple[Path, str]:
+    parts = [path.stem]
+    parent = path.parent
+    while (parent / "__init__.py").is_file():
+        parts.insert(0, parent.name)
+        parent = parent.parent
+    return parent, ".".join(parts)

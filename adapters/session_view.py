@@ -1,0 +1,86 @@
+"""A readable, transcript-like view of a stored session (for `convoflow sessions show`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from engine.messages import message_from_dict
+from engine.replay import INPUT
+from engine.stores.base import Session
+
+from adapters.console import render
+
+
+def summary_line(session: Session) -> str:
+    return f"{session.key}  rev {session.revision}  {_status(session.state)}  updated {_when(session.updated)}"
+
+
+def describe(session: Session) -> str:
+    lines = [
+        f"session   {session.key}",
+        f"partition {session.key.partition}",
+        f"app       {session.key.app}",
+        f"revision  {session.revision}  created {_when(session.created)}  updated {_when(session.updated)}",
+        f"status    {_status(session.state)}",
+        f"reply to  {json.dumps(session.address)}",
+    ]
+    state = session.state
+    if state is not None:
+        if "call" in state:
+            call = state["call"]
+            lines.append(f"entered   via goto {call['dialog']}(args={call['args']}, kwargs={call['kwargs']})")
+        if "fallback" in state:
+            lines.append("fallback dialog running:")
+            lines += _frame_lines(state["fallback"], 1)
+        lines.append("recorded steps:")
+        lines += _frame_lines(state["frame"], 1)
+        if "result" in state:
+            lines.append(f"  => finished with {json.dumps(state['result']['value'])}")
+    lines.append(f"outbox    {len(session.outbox)} undelivered")
+    lines += [_reply_line(item) for item in session.outbox]
+    lines.append("last replies:")
+    lines += [_reply_line(item) for item in session.last] or ["  (none)"]
+    lines.append(f"seen ids  {len(session.seen)} (latest {session.seen[-1] if session.seen else '-'})")
+    return "\n".join(lines)
+
+
+def _status(state: dict[str, Any] | None) -> str:
+    if state is None:
+        return "not started"
+    if "result" in state:
+        return "finished"
+    path = []
+    frame: Any = state.get("fallback") or state["frame"]
+    while isinstance(frame, dict):
+        path.append(frame["name"])
+        frame = frame.get("pending")
+    return f"waiting for input in {' > '.join(path)}" if frame == INPUT else f"in {' > '.join(path)}"
+
+
+def _frame_lines(frame: dict[str, Any], depth: int) -> list[str]:
+    indent = "  " * depth
+    lines = [f"{indent}{frame['name']} (version {frame['version']})"]
+    for entry in frame["log"]:
+        name, value = entry[0], entry[1]
+        extras = entry[2] if len(entry) > 2 else {}
+        shown = "error " + json.dumps(extras["error"]) if "error" in extras else json.dumps(value)
+        label = "user said" if name == INPUT else name
+        repeat = f"  (x{extras['n']})" if "n" in extras else ""
+        lines.append(f"{indent}  {label}: {shown[:200]}{repeat}")
+    pending = frame.get("pending")
+    if isinstance(pending, dict):
+        lines += _frame_lines(pending, depth + 1)
+    elif pending == INPUT:
+        lines.append(f"{indent}  ... waiting for the user's answer")
+    return lines
+
+
+def _reply_line(item: dict[str, Any]) -> str:
+    rendered = render(message_from_dict(item["message"])).replace("\n", "\n        ")
+    return f"  #{item['seq']} {rendered}"
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"

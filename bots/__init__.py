@@ -1,0 +1,1 @@
+"""Example convoflow bots: copy one and make it yours."""
