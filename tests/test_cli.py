@@ -1,0 +1,61 @@
+"""The `convoflow` command as a user runs it: a separate process, piped input, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def convoflow(*args: str, stdin: str = "", cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("CONVOFLOW_STORE", "MONGODB_URI")}
+    environment["PYTHONPATH"] = str(ROOT)
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "adapters.cli", *args],
+        input=stdin, capture_output=True, text=True, cwd=cwd, env=environment, timeout=60,
+    )
+
+
+def test_run_with_memory_store_and_piped_input() -> None:
+    result = convoflow("run", "bots/signup.py", "--store", "memory://", stdin="Ann\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == ["you> Ann", "bot> Nice to meet you, Ann. How old are you?"]
+
+
+def test_run_a_module_by_name() -> None:
+    result = convoflow("run", "bots.dragons", "--store", "memory://", stdin="Ann\n")
+    assert result.returncode == 0, result.stderr
+    assert "bot> Ann is a beautiful name!" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "bots/nope.py"], "bot file bots/nope.py does not exist"),
+        (["run", "bots.nope"], "no bot file or module named 'bots.nope'"),
+        (["run", "bots/guessbot.py:draw"], "has no dialog named 'draw' (dialogs in it: draw_secret, main)"),
+        (["run", "engine.messages"], "has no dialog named 'main' (it defines no @dialog functions)"),
+        (["run", "bots/guessbot.py", "--store", "postgres://x"], "unknown store scheme 'postgres'"),
+        (["run", "bots/guessbot.py", "--store", "convoflow.db"], "has no scheme"),
+        (["sessions", "--store", "memory://", "show", "no-slash"], "not of the form PARTITION/APP"),
+    ],
+)
+def test_clear_errors(args: list[str], message: str) -> None:
+    result = convoflow(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sessions_on_an_empty_store() -> None:
+    listed = convoflow("sessions", "--store", "memory://", "list")
+    assert (listed.returncode, listed.stdout) == (0, "no sessions\n")
+    shown = convoflow("sessions", "--store", "memory://", "show", "console:local/guessbot")
+    assert shown.returncode == 1
+    assert "no session console:local/guessbot" in shown.stderr
