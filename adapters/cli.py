@@ -72,11 +72,11 @@ async def show_sessions(args: argparse.Namespace, env: Mapping[str, str]) -> int
                 print("no sessions")
             return 0
         key = SessionKey.parse(args.key)
-        session = await store.load(key)
-        if session is None:
+        found_session = await store.load(key)
+        if found_session is None:
             print(f"convoflow: no session {key}", file=sys.stderr)
             return 1
-        print(describe(session))
+        print(describe(found_session))
         return 0
     finally:
         await store.close()

@@ -12,7 +12,7 @@ import threading
 import uuid
 from typing import TextIO
 
-from engine.messages import Incoming, Media, Message, Reply, SessionKey, message_from_dict
+from engine.messages import Incoming, IncomingKind, Media, Message, Reply, SessionKey, message_from_dict
 from engine.runtime import Engine
 
 BOT_PREFIX = "bot> "
@@ -31,7 +31,7 @@ def render(message: Message) -> str:
 
 def parse_line(key: SessionKey, line: str) -> Incoming:
     text = line.strip()
-    kind = "command" if text.startswith("/") else "text"
+    kind: IncomingKind = "command" if text.startswith("/") else "text"
     return Incoming(key, f"console:{uuid.uuid4().hex}", kind, text, user=key.partition)
 
 

@@ -313,7 +313,7 @@ class Play:
                 self.outbox.append(step.message)
             return None
         if isinstance(step, get_client_response):
-            if pending is not None and pending != INPUT:
+            if isinstance(pending, Frame):
                 self._mismatch(path, frame, pending.name, step.name)
             return await self._take_input(frame)
         if isinstance(step, goto):

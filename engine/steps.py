@@ -6,7 +6,7 @@ import functools
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 from engine.replay import DEFAULT_VERSION, INPUT
 from engine.types import StateDict
@@ -111,15 +111,16 @@ class send_message(BaseDialog[None]):  # noqa: N801 - seed API name
     """Queue a message for the user (a str, Text or Media; any value in the seed API)."""
 
     message: Any
-    name: ClassVar[str] = "send_message"
-    version: ClassVar[str] = DEFAULT_VERSION
+    name: str = field(default="send_message", init=False, repr=False)
+    version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
 
 
+@dataclass(frozen=True)
 class get_client_response(BaseDialog[Any]):  # noqa: N801 - seed API name
     """Wait for the user's next message and return it."""
 
-    name: ClassVar[str] = INPUT
-    version: ClassVar[str] = DEFAULT_VERSION
+    name: str = field(default=INPUT, init=False, repr=False)
+    version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,8 @@ class dialog_result(BaseDialog[T]):  # noqa: N801 - seed API name
     """`yield dialog_result(x)` ends an async generator dialog with the value x."""
 
     value: T
-    name: ClassVar[str] = "dialog_result"
-    version: ClassVar[str] = DEFAULT_VERSION
+    name: str = field(default="dialog_result", init=False, repr=False)
+    version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,8 @@ class goto(BaseDialog[None]):  # noqa: N801 - reads as a statement in flows
     """
 
     target: DialogCall[Any]
-    name: ClassVar[str] = "goto"
-    version: ClassVar[str] = DEFAULT_VERSION
+    name: str = field(default="goto", init=False, repr=False)
+    version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
 
 
 def is_dialog(value: Any) -> bool:
