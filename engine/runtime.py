@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 
-from engine.messages import Incoming, Reply, Text, as_message, message_from_dict, message_to_dict
+from engine.messages import Incoming, Reply, SessionKey, Text, as_message, message_from_dict, message_to_dict
 from engine.player import Play
 from engine.replay import DialogState, state_from_dict
 from engine.steps import BaseDialog
@@ -53,15 +53,25 @@ class TooManyConflicts(Exception):
         super().__init__(f"session {key}: gave up after {attempts} conflicting commits")
 
 
+Outcome = Literal[
+    "ok", "finished", "restarted", "cancelled", "duplicate",  # handled
+    "failed", "store_error", "undelivered", "conflicted",  # flow raised / store down / send failed
+]
+
+
 @dataclass(frozen=True)
 class TurnOutcome:
     """What one `handle` call did, for logs and metrics."""
 
-    key: str
-    outcome: Literal["ok", "duplicate", "failed", "restarted", "cancelled", "finished"]
+    key: SessionKey
+    outcome: Outcome
     replies: int
     conflicts: int
     seconds: float
+
+    @property
+    def channel(self) -> str:
+        return self.key.partition.partition(":")[0]
 
 
 @dataclass
@@ -107,30 +117,42 @@ class Engine:
 
     async def handle(self, incoming: Incoming, deliver: Deliver | None = None) -> list[Reply]:
         """Process one update. Returns the replies delivered (all of them when `deliver` is None:
-        the caller then sends them itself)."""
+        the caller then sends them itself).
+
+        Raises StoreError when the store fails (nothing was committed: ask for a redelivery),
+        DeliveryFailed when the turn committed but a reply could not be sent yet.
+        """
         started = time.perf_counter()
         key = incoming.key
-        async with self._serialised(key):
-            conflicts = 0
-            while True:
-                session = await self.store.load(key) or Session(key)
-                if incoming.id in session.seen:
-                    outcome: str = "duplicate"
-                    committed = session
+        outcome: Outcome = "store_error"
+        conflicts = 0
+        replies: list[Reply] = []
+        try:
+            async with self._serialised(key):
+                while True:
+                    session = await self.store.load(key) or Session(key)
+                    if incoming.id in session.seen:
+                        outcome, committed = "duplicate", session
+                        break
+                    committed, outcome, play = await self._turn(session, incoming)
+                    try:
+                        await self.store.commit(committed)
+                    except Conflict:
+                        conflicts += 1
+                        if conflicts >= self.max_conflicts:
+                            outcome = "conflicted"
+                            raise TooManyConflicts(key, conflicts) from None
+                        continue
+                    if play is not None:
+                        self._keep(key, committed.revision, play)
                     break
-                committed, outcome, play = await self._turn(session, incoming)
                 try:
-                    await self.store.commit(committed)
-                except Conflict:
-                    conflicts += 1
-                    if conflicts >= self.max_conflicts:
-                        raise TooManyConflicts(key, conflicts) from None
-                    continue
-                if play is not None:
-                    self._keep(key, committed.revision, play)
-                break
-            replies = await self._deliver(committed, deliver)
-        self._report(TurnOutcome(str(key), outcome, len(replies), conflicts, time.perf_counter() - started))  # type: ignore[arg-type]
+                    replies = await self._deliver(committed, deliver)
+                except DeliveryFailed:
+                    outcome = "undelivered"
+                    raise
+        finally:
+            self._report(TurnOutcome(key, outcome, len(replies), conflicts, time.perf_counter() - started))
         return replies
 
     async def resume(self, key: Any, deliver: Deliver | None = None) -> list[Reply]:
@@ -141,7 +163,7 @@ class Engine:
 
     # --- one turn ------------------------------------------------------------------------------
 
-    async def _turn(self, session: Session, incoming: Incoming) -> tuple[Session, str, Play | None]:
+    async def _turn(self, session: Session, incoming: Incoming) -> tuple[Session, Outcome, Play | None]:
         """Play the turn; returns the session to commit, the outcome and the play to keep live."""
         command = self.commands.get(incoming.text.split()[0]) if incoming.kind == "command" and incoming.text.strip() else None
         if command == "cancel":
@@ -156,7 +178,7 @@ class Engine:
         except Exception:
             log.exception("flow failed in session %s; it stays at its last committed state", session.key)
             return self._commit_of(session, incoming, session.state, [Text(self.apology)]), "failed", None
-        outcome = "finished" if done else ("restarted" if play.mismatch else "ok")
+        outcome: Outcome = "finished" if done else ("restarted" if play.mismatch else "ok")
         return self._commit_of(session, incoming, state, messages), outcome, None if done else play
 
     def _play_for(self, session: Session, fresh: bool) -> Play:
@@ -255,7 +277,13 @@ class Engine:
                 self._locks[key] = (lock, users - 1)
 
     def _report(self, outcome: TurnOutcome) -> None:
-        log.info("turn %s %s replies=%d conflicts=%d %.1fms", outcome.key, outcome.outcome,
-                 outcome.replies, outcome.conflicts, outcome.seconds * 1000)
+        level = logging.INFO if outcome.outcome not in ("store_error", "undelivered", "conflicted") else logging.WARNING
+        log.log(
+            level, "turn %s channel=%s outcome=%s replies=%d conflicts=%d duration=%.1fms",
+            outcome.key, outcome.channel, outcome.outcome, outcome.replies, outcome.conflicts,
+            outcome.seconds * 1000,
+            extra={"session": str(outcome.key), "channel": outcome.channel, "outcome": outcome.outcome,
+                   "duration_ms": round(outcome.seconds * 1000, 2)},
+        )
         if self.on_turn is not None:
             self.on_turn(outcome)
