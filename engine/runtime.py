@@ -42,9 +42,9 @@ class DeliveryFailed(Exception):
     """Delivery stopped on a transient error; the undelivered replies stay in the outbox and go out
     on the next attempt (a redelivered update, or the session's next turn)."""
 
-    def __init__(self, key: Any, error: BaseException):
-        self.key, self.error = key, error
-        super().__init__(f"delivery to {key} failed: {error!r}")
+    def __init__(self, key: Any, error: BaseException, pending: int):
+        self.key, self.error, self.pending = key, error, pending
+        super().__init__(f"delivery to {key} failed, {pending} replies wait in the outbox: {error!r}")
 
 
 class TooManyConflicts(Exception):
@@ -68,6 +68,8 @@ class TurnOutcome:
     replies: int
     conflicts: int
     seconds: float
+    pending: int = 0
+    """Replies of this session still waiting in the outbox after the turn."""
 
     @property
     def channel(self) -> str:
@@ -127,6 +129,7 @@ class Engine:
         outcome: Outcome = "store_error"
         conflicts = 0
         replies: list[Reply] = []
+        pending = 0
         try:
             async with self._serialised(key):
                 while True:
@@ -148,11 +151,11 @@ class Engine:
                     break
                 try:
                     replies = await self._deliver(committed, deliver)
-                except DeliveryFailed:
-                    outcome = "undelivered"
+                except DeliveryFailed as failed:
+                    outcome, pending = "undelivered", failed.pending
                     raise
         finally:
-            self._report(TurnOutcome(key, outcome, len(replies), conflicts, time.perf_counter() - started))
+            self._report(TurnOutcome(key, outcome, len(replies), conflicts, time.perf_counter() - started, pending))
         return replies
 
     async def resume(self, key: Any, deliver: Deliver | None = None) -> list[Reply]:
@@ -241,7 +244,8 @@ class Engine:
                 else:
                     live.revision += 1
         if failure is not None:
-            raise DeliveryFailed(session.key, failure) from failure
+            pending = sum(1 for item in session.outbox if item["seq"] > through)
+            raise DeliveryFailed(session.key, failure, pending) from failure
         return delivered
 
     # --- bookkeeping ---------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""Prometheus metrics: turns, failures, duplicates, store round trips and conflicts, latency,
+outbox backlog, per channel. Fed by the Engine's `on_turn` hook and a store wrapper."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from engine.messages import SessionKey
+from engine.runtime import TurnOutcome
+from engine.stores.base import Session, Store
+
+FAILURES = ("failed", "store_error", "undelivered", "conflicted")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.turns = Counter("convoflow_turns", "Updates handled, by channel and outcome.",
+                             ["channel", "outcome"], registry=registry)
+        self.failures = Counter("convoflow_turn_failures", "Turns that failed, by channel and kind.",
+                                ["channel", "kind"], registry=registry)
+        self.duplicates = Counter("convoflow_duplicate_updates", "Redelivered updates recognised by id.",
+                                  ["channel"], registry=registry)
+        self.latency = Histogram("convoflow_turn_seconds", "Time from update in to replies delivered.",
+                                 ["channel"], registry=registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.replies = Counter("convoflow_replies_delivered", "Replies delivered.", ["channel"], registry=registry)
+        self.round_trips = Counter("convoflow_store_round_trips", "Store operations, by kind.",
+                                   ["operation"], registry=registry)
+        self.store_seconds = Histogram("convoflow_store_seconds", "Store operation latency.",
+                                       ["operation"], registry=registry,
+                                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1))
+        self.conflicts = Counter("convoflow_store_conflicts", "Commits that lost a race and were redone.",
+                                 ["channel"], registry=registry)
+        self.backlog = Gauge("convoflow_outbox_backlog", "Replies committed but not yet delivered, "
+                             "in sessions this process last handled.", ["channel"], registry=registry)
+        self._pending: dict[SessionKey, int] = {}
+
+    def on_turn(self, turn: TurnOutcome) -> None:
+        channel = turn.channel
+        self.turns.labels(channel, turn.outcome).inc()
+        if turn.outcome in FAILURES:
+            self.failures.labels(channel, turn.outcome).inc()
+        if turn.outcome == "duplicate":
+            self.duplicates.labels(channel).inc()
+        if turn.conflicts:
+            self.conflicts.labels(channel).inc(turn.conflicts)
+        self.replies.labels(channel).inc(turn.replies)
+        self.latency.labels(channel).observe(turn.seconds)
+        before = self._pending.pop(turn.key, 0)
+        if turn.pending:
+            self._pending[turn.key] = turn.pending
+        self.backlog.labels(channel).inc(turn.pending - before)
+
+
+class MeteredStore:
+    """A Store that counts and times every round trip of the store it wraps."""
+
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    async def load(self, key: SessionKey) -> Session | None:
+        return await self._timed("load", self.store.load(key))
+
+    async def commit(self, session: Session) -> None:
+        await self._timed("commit", self.store.commit(session))
+
+    async def mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
+        return bool(await self._timed("mark_delivered", self.store.mark_delivered(key, revision, through_seq)))
+
+    async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
+        return await self._timed("list", self.store.list_sessions(partition, limit))
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def _timed(self, operation: str, call: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await call
+        finally:
+            self.metrics.round_trips.labels(operation).inc()
+            self.metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
