@@ -2,22 +2,56 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from adapters.channel import Channel
+from engine.messages import SessionKey
+from engine.stores.base import Store
+
+PROBE_KEY = SessionKey("healthz", "probe")
+PROBE_SECONDS = 2.0
+
+
+class Readiness:
+    """Ready when every channel has started and the store answers a read."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self.started = False
+
+    async def check(self) -> str | None:
+        """None when ready, else why not."""
+        if not self.started:
+            return "channels not started"
+        if self.store is not None:
+            try:
+                await asyncio.wait_for(self.store.load(PROBE_KEY), PROBE_SECONDS)
+            except Exception as error:  # noqa: BLE001 - any failure means "not ready"
+                return f"store unreachable: {type(error).__name__}"
+        return None
 
 MAX_BODY_BYTES = 1024 * 1024
 """Webhook bodies above this are refused with 413 (platform updates are far smaller)."""
 
 
-def make_app(channels: Sequence[Channel], registry: CollectorRegistry = REGISTRY) -> web.Application:
+def make_app(
+    channels: Sequence[Channel], registry: CollectorRegistry = REGISTRY, readiness: Readiness | None = None
+) -> web.Application:
+    """`/healthz` answers 200 while the process serves (liveness); `/healthz?ready=1` answers 503
+    until the channels have started and whenever the store does not answer (readiness)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "channels": [c.name for c in channels]})
+    async def healthz(request: web.Request) -> web.Response:
+        names = [c.name for c in channels]
+        if "ready" in request.query and readiness is not None:
+            problem = await readiness.check()
+            if problem is not None:
+                return web.json_response({"status": "unavailable", "reason": problem, "channels": names}, status=503)
+        return web.json_response({"status": "ok", "channels": names})
 
     async def metrics(_: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(registry))

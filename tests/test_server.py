@@ -1,0 +1,103 @@
+"""The shared HTTP server: health, readiness, metrics, body limit, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from adapters.serve import serve
+from adapters.server import MAX_BODY_BYTES
+from engine.stores import MemoryStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RecordingChannel:
+    """A channel with one route whose handler takes a while, to observe shutdown."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.release = asyncio.Event()
+
+    def routes(self) -> list[web.RouteDef]:
+        async def slow(request: web.Request) -> web.Response:
+            await request.read()
+            self.events.append("request in")
+            await self.release.wait()
+            self.events.append("request done")
+            return web.Response(text="done")
+
+        return [web.post("/recording", slow)]
+
+    async def start(self) -> None:
+        self.events.append("start")
+
+    async def stop(self) -> None:
+        self.events.append("stop")
+
+
+class ClosableStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.down = False
+
+    async def load(self, key):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise ConnectionError("store down")
+        return await super().load(key)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_health_readiness_metrics_and_graceful_stop() -> None:
+    port = free_port()
+    channel, store, stop = RecordingChannel(), ClosableStore(), asyncio.Event()
+    server = asyncio.create_task(serve([channel], store, CollectorRegistry(), "127.0.0.1", port, stop))
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            try:
+                async with http.get(f"{base}/healthz?ready=1") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.02)
+        async with http.get(f"{base}/healthz") as response:
+            assert response.status == 200
+            assert (await response.json())["channels"] == ["recording"]
+        store.down = True
+        async with http.get(f"{base}/healthz?ready=1") as response:
+            assert response.status == 503
+            assert (await response.json())["reason"] == "store unreachable: ConnectionError"
+        store.down = False
+        async with http.get(f"{base}/metrics") as response:
+            assert response.status == 200
+            assert response.content_type == "text/plain"
+        async with http.post(f"{base}/recording", data=b"x" * (MAX_BODY_BYTES + 1)) as response:
+            assert response.status == 413
+
+        in_flight = asyncio.create_task(http.post(f"{base}/recording", data=b"{}"))
+        while "request in" not in channel.events:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.sleep(0.05)
+        assert not server.done()  # still finishing the request in flight
+        channel.release.set()
+        response = await in_flight
+        assert response.status == 200 and await response.text() == "done"
+        await asyncio.wait_for(server, 10)
+    assert channel.events == ["start", "request in", "request done", "stop"]
+    assert store.closed
