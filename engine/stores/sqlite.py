@@ -79,7 +79,7 @@ class SQLiteStore:
                 f"malformed SQLite store URL {url!r}; use sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
         path = rest[1:]
-        if path == ":memory:" or path.startswith("file:"):
+        if path == ":memory:":
             raise ValueError(
                 f"{url!r}: an in-memory SQLite database is private to one connection and thread; use memory://"
             )
@@ -115,9 +115,8 @@ class SQLiteStore:
     async def close(self) -> None:
         if self._closed:
             return
-        # Queued behind every call already submitted, so those finish first.
-        await self._call(self._disconnect)
-        self._closed = True
+        self._closed = True  # calls from now on are refused; those already queued finish first
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._guarded, self._disconnect)
         self._thread.shutdown(wait=False)
 
     # --- on the worker thread --------------------------------------------------------------------
