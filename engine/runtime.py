@@ -141,6 +141,8 @@ class Engine:
                     try:
                         await self.store.commit(committed)
                     except Conflict:
+                        if play is not None:
+                            play.close()  # advanced past a state that lost the race
                         conflicts += 1
                         if conflicts >= self.max_conflicts:
                             outcome = "conflicted"

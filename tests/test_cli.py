@@ -59,3 +59,39 @@ def test_sessions_on_an_empty_store() -> None:
     shown = convoflow("sessions", "--store", "memory://", "show", "console:local/guessbot")
     assert shown.returncode == 1
     assert "no session console:local/guessbot" in shown.stderr
+
+
+def test_resume_across_processes_and_inspect_the_session(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'bot.db'}"
+    first = convoflow("run", "bots/signup.py", "--store", store, "--session", "ann", stdin="Ann\n")
+    assert first.returncode == 0, first.stderr
+    second = convoflow("run", "bots/signup.py", "--store", store, "--session", "ann", stdin="34\n")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines() == [
+        "(resuming session console:ann/signup where you left off)",
+        "bot> Nice to meet you, Ann. How old are you?",
+        "you> 34",
+        "bot> Your email address?",
+    ]
+    listed = convoflow("sessions", "--store", store, "list", "console:ann")
+    assert listed.stdout.startswith("console:ann/signup  rev 6  waiting for input in main > ask")
+    shown = convoflow("sessions", "--store", store, "show", "console:ann/signup")
+    assert shown.returncode == 0, shown.stderr
+    for line in [
+        "status    waiting for input in main > ask",
+        "    ask: \"Ann\"",
+        "    ask: 34",
+        "    ask (version 1.0)",
+        "      ... waiting for the user's answer",
+        "outbox    0 undelivered",
+        "  #4 bot> Your email address?",
+    ]:
+        assert line in shown.stdout.splitlines(), (line, shown.stdout)
+
+
+def test_default_store_is_an_sqlite_file_in_the_working_directory(tmp_path: Path) -> None:
+    result = convoflow("run", str(ROOT / "bots" / "guessbot.py"), stdin="", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "convoflow.db").is_file()
+    again = convoflow("sessions", "list", cwd=tmp_path)
+    assert "console:local/guessbot" in again.stdout
