@@ -9,16 +9,33 @@ import os
 import sys
 from typing import Mapping, Sequence
 
+from typing import Callable
+
+from prometheus_client import CollectorRegistry
+
 from engine.messages import SessionKey
 from engine.runtime import Engine
 from engine.stores import Store, StoreError, open_store
 
+from adapters.channel import Channel
 from adapters.console import ConsoleChannel
-from adapters.loader import BotNotFound, load_bot
+from adapters.loader import Bot, BotNotFound, load_bot
+from adapters.logs import setup_logging
+from adapters.metrics import MeteredStore, Metrics
+from adapters.serve import serve
 from adapters.session_view import describe, summary_line
 
 DEFAULT_STORE = "sqlite:///convoflow.db"
-CHANNELS = ("console",)
+DEFAULT_PORT = 8080
+SECRET_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET",
+                   "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET")
+"""Settings whose values never appear in logs."""
+
+ChannelBuilder = Callable[[Engine, Store, Mapping[str, str]], Channel]
+SERVER_CHANNELS: dict[str, ChannelBuilder] = {}
+"""The channels served over HTTP, by name; `--channel all` runs every one of them."""
+
+CHANNELS = ("console", *SERVER_CHANNELS, "all")
 
 
 class ConfigError(Exception):
@@ -38,7 +55,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--channel", choices=CHANNELS, default="console")
     run.add_argument("--store", help=f"store URL (default: $CONVOFLOW_STORE, $MONGODB_URI or {DEFAULT_STORE})")
     run.add_argument("--session", default="local", help="console session name (default: local)")
-    run.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    run.add_argument("--host", default="0.0.0.0", help="address the HTTP server listens on (default: 0.0.0.0)")
+    run.add_argument("--port", type=int, help=f"HTTP port (default: $PORT or {DEFAULT_PORT})")
+    run.add_argument("--log-level", help="logging level (default: WARNING on the console, INFO when serving)")
+    run.add_argument("--log-format", choices=("text", "json"), help="log lines as text or JSON (default: $CONVOFLOW_LOG_FORMAT or text)")
 
     sessions = commands.add_parser("sessions", help="inspect stored sessions (read-only)")
     sessions.add_argument("--store", help="store URL (as for run)")
@@ -51,14 +71,46 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-async def run_bot(args: argparse.Namespace, env: Mapping[str, str]) -> None:
-    bot = load_bot(args.bot)
+def port(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.port is not None:
+        return int(args.port)
+    raw = env.get("PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"PORT={raw!r} is not a port number (1-65535)")
+    return int(raw)
+
+
+def log_format(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    fmt = args.log_format or env.get("CONVOFLOW_LOG_FORMAT", "text") or "text"
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"CONVOFLOW_LOG_FORMAT={fmt!r} must be text or json")
+    return fmt
+
+
+async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
     store = open_store(store_url(args, env))
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app)
         await ConsoleChannel(engine, session=args.session).run()
     finally:
         await store.close()
+
+
+async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
+    names = list(SERVER_CHANNELS) if args.channel == "all" else [args.channel]
+    listen_port = port(args, env)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    store: Store = MeteredStore(open_store(store_url(args, env)), metrics)
+    try:
+        engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=metrics.on_turn)
+        channels = [SERVER_CHANNELS[name](engine, store, env) for name in names]
+    except BaseException:
+        await store.close()
+        raise
+    await serve(channels, store, registry, args.host, listen_port)
 
 
 async def show_sessions(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -87,8 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = os.environ
     try:
         if args.command == "run":
-            logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            asyncio.run(run_bot(args, env))
+            bot = load_bot(args.bot)
+            secrets = [env[name] for name in SECRET_SETTINGS if env.get(name)]
+            if args.channel == "console":
+                setup_logging(args.log_level or "WARNING", "text", secrets)
+                asyncio.run(run_console(args, env, bot))
+            else:
+                setup_logging(args.log_level or "INFO", log_format(args, env), secrets)  # type: ignore[arg-type]
+                asyncio.run(run_server(args, env, bot))
             return 0
         return asyncio.run(show_sessions(args, env))
     except KeyboardInterrupt:
