@@ -32,6 +32,8 @@ SECRET_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "SLACK_BOT_T
 """Settings whose values never appear in logs."""
 
 ChannelBuilder = Callable[[Engine, Store, Mapping[str, str]], Channel]
+"""Builds a channel from the engine, the opened store (unwrapped, so a channel may keep its own
+records in the same database) and the environment."""
 SERVER_CHANNELS: dict[str, ChannelBuilder] = {}
 """The channels served over HTTP, by name; `--channel all` runs every one of them."""
 
@@ -103,10 +105,11 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot)
     listen_port = port(args, env)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    store: Store = MeteredStore(open_store(store_url(args, env)), metrics)
+    opened = open_store(store_url(args, env))
+    store = MeteredStore(opened, metrics)
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=metrics.on_turn)
-        channels = [SERVER_CHANNELS[name](engine, store, env) for name in names]
+        channels = [SERVER_CHANNELS[name](engine, opened, env) for name in names]
     except BaseException:
         await store.close()
         raise
