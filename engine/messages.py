@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.buttons import ButtonRef
 from engine.types import JSON
 
 MediaKind = Literal["image", "file"]
@@ -97,6 +98,8 @@ class Incoming:
 
     `id` is platform-unique (Telegram update_id, Slack event_id) and de-duplicates redeliveries.
     `address` says where replies go (chat, channel, thread); it is stored with the session.
+    A button press carries its answer in `value`, or, when the answer was too long for the
+    platform's button payload, a `button` reference the Engine resolves (see engine.buttons).
     """
 
     key: SessionKey
@@ -107,6 +110,7 @@ class Incoming:
     user: str | None = None
     address: dict[str, JSON] = field(default_factory=dict)
     media: Media | None = None
+    button: ButtonRef | None = None
 
     @property
     def response(self) -> JSON:

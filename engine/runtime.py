@@ -14,10 +14,11 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 
+from engine.buttons import ButtonRef
 from engine.messages import Incoming, Reply, SessionKey, Text, as_message, message_from_dict, message_to_dict
 from engine.player import Play
 from engine.replay import DialogState, state_from_dict
@@ -100,6 +101,7 @@ class Engine:
         app: str | None = None,
         apology: str = "Sorry, something went wrong on our side. Please try again.",
         cancel_reply: str = "Okay, stopped. Send /start to begin again.",
+        expired_button_reply: str = "That button is no longer active. Please answer the latest message.",
         max_live: int = 10_000,
         max_conflicts: int = 20,
         on_turn: Callable[[TurnOutcome], None] | None = None,
@@ -111,6 +113,7 @@ class Engine:
         self.app = app or dialog_factory().name
         self.apology = apology
         self.cancel_reply = cancel_reply
+        self.expired_button_reply = expired_button_reply
         self.max_live = max_live
         self.max_conflicts = max_conflicts
         self.on_turn = on_turn
@@ -173,6 +176,11 @@ class Engine:
         command = self.commands.get(incoming.text.split()[0]) if incoming.kind == "command" and incoming.text.strip() else None
         if command == "cancel":
             return self._commit_of(session, incoming, None, [Text(self.cancel_reply)]), "cancelled", None
+        if incoming.button is not None:
+            found, answer = _button_answer(session, incoming.button)
+            if not found:
+                return self._commit_of(session, incoming, session.state, [Text(self.expired_button_reply)]), "ok", None
+            incoming = replace(incoming, value=answer, button=None)
         fresh = command == "restart" or session.state is None or "result" in session.state
         try:
             play = self._play_for(session, fresh)
@@ -293,3 +301,14 @@ class Engine:
         )
         if self.on_turn is not None:
             self.on_turn(outcome)
+
+
+def _button_answer(session: Session, ref: ButtonRef) -> tuple[bool, Any]:
+    """The answer of the option a button reference points at, among the session's recent replies."""
+    for item in (*session.outbox, *session.last):
+        if item["seq"] == ref.seq:
+            options = item["message"].get("options", ())
+            if ref.index < len(options):
+                label, value = options[ref.index]
+                return True, label if value is None else value
+    return False, None
