@@ -37,11 +37,55 @@ records in the same database) and the environment."""
 SERVER_CHANNELS: dict[str, ChannelBuilder] = {}
 """The channels served over HTTP, by name; `--channel all` runs every one of them."""
 
-CHANNELS = ("console", *SERVER_CHANNELS, "all")
-
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it."""
+
+
+def slack_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Channel:
+    """One workspace with SLACK_BOT_TOKEN, or OAuth installs with SLACK_CLIENT_ID/SECRET (kept in
+    the store's database); the Events API over HTTP with SLACK_SIGNING_SECRET, Socket Mode with
+    SLACK_APP_TOKEN."""
+    from adapters.slack import DEFAULT_SCOPES, SlackChannel, SlackOAuth
+    from adapters.slack_oauth import oauth_stores
+
+    bot_token = env.get("SLACK_BOT_TOKEN", "").strip()
+    signing_secret = env.get("SLACK_SIGNING_SECRET", "").strip()
+    app_token = env.get("SLACK_APP_TOKEN", "").strip()
+    api_url = env.get("SLACK_API_URL", "").strip()
+    client_id = env.get("SLACK_CLIENT_ID", "").strip()
+    client_secret = env.get("SLACK_CLIENT_SECRET", "").strip()
+    scopes = tuple(s.strip() for s in env.get("SLACK_SCOPES", "").split(",") if s.strip()) or DEFAULT_SCOPES
+    redirect_uri = env.get("SLACK_REDIRECT_URI", "").strip()
+    for name, value, prefixes in [("SLACK_BOT_TOKEN", bot_token, ("xoxb-",)), ("SLACK_APP_TOKEN", app_token, ("xapp-",)),
+                                  ("SLACK_API_URL", api_url, ("http://", "https://")),
+                                  ("SLACK_REDIRECT_URI", redirect_uri, ("http://", "https://"))]:
+        if value and not value.startswith(prefixes):
+            raise ConfigError(f"{name} must start with {' or '.join(prefixes)}")
+    if not signing_secret and not app_token:
+        raise ConfigError("SLACK_SIGNING_SECRET is not set (it verifies Slack's requests; "
+                          "or set SLACK_APP_TOKEN to use Socket Mode)")
+    if bool(client_id) != bool(client_secret):
+        raise ConfigError(f"{'SLACK_CLIENT_SECRET' if client_id else 'SLACK_CLIENT_ID'} is not set "
+                          "(OAuth installs need SLACK_CLIENT_ID and SLACK_CLIENT_SECRET)")
+    if client_id and bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN is set together with SLACK_CLIENT_ID: set the bot token for one "
+                          "workspace, or the OAuth client for installs, not both")
+    if not client_id and not bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN is not set (the xoxb-... token of one workspace; "
+                          "or set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET for OAuth installs)")
+    oauth = None
+    if client_id:
+        try:
+            installs, states = oauth_stores(store, client_id)
+        except ValueError as error:
+            raise ConfigError(f"SLACK_CLIENT_ID is set: {error}") from None
+        oauth = SlackOAuth(client_id, client_secret, installs, states, scopes, redirect_uri or None)
+    return SlackChannel(engine, signing_secret=signing_secret or None, bot_token=bot_token or None,
+                        app_token=app_token or None, api_url=api_url or None, oauth=oauth)
+
+
+SERVER_CHANNELS["slack"] = slack_channel
 
 
 def store_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
@@ -54,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a bot")
     run.add_argument("bot", help="bot file or module, optionally with :dialog (bots/guessbot.py, bots.menu:main)")
-    run.add_argument("--channel", choices=CHANNELS, default="console")
+    run.add_argument("--channel", choices=("console", *SERVER_CHANNELS, "all"), default="console")
     run.add_argument("--store", help=f"store URL (default: $CONVOFLOW_STORE, $MONGODB_URI or {DEFAULT_STORE})")
     run.add_argument("--session", default="local", help="console session name (default: local)")
     run.add_argument("--host", default="0.0.0.0", help="address the HTTP server listens on (default: 0.0.0.0)")

@@ -1,0 +1,330 @@
+"""The Slack channel: any convoflow bot as a Slack app, built on slack-bolt's AsyncApp.
+
+Ways in: the Events API over HTTP (`POST /slack/events`, events and interactivity on one route,
+every request's signature checked by Bolt) and Socket Mode when an app-level token is given.
+One workspace with a bot token, or any number of workspaces installed through OAuth
+(`/slack/install`, `/slack/oauth_redirect`) with their tokens in an installation store.
+
+Slack wants an answer within 3 seconds, so every update is acknowledged first and its turn runs
+afterwards as a task this channel tracks; `stop()` lets those finish. Slack's retries and the
+same message arriving as both `app_mention` and `message.*` carry one incoming id
+(see adapters.slack_events), so the Engine processes them once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Coroutine
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
+from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from engine.messages import Incoming, Reply
+from engine.runtime import DeliveryFailed, Engine, TooManyConflicts, Undeliverable
+from engine.stores.base import StoreError
+
+from adapters.slack_events import Workspace, from_action, from_message
+from adapters.slack_oauth import BotAuthorize
+from adapters.slack_render import ACTION_PATTERN, answered_blocks, post_arguments
+
+log = logging.getLogger("convoflow.slack")
+
+SLACK_API_URL = "https://slack.com/api/"
+EVENTS_PATH = "/slack/events"
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+DEFAULT_SCOPES = (
+    "app_mentions:read", "chat:write", "im:history", "channels:history", "groups:history", "mpim:history",
+    "files:read",
+)
+"""Bot scopes asked for on install: read mentions, DMs and thread replies, post, see shared files."""
+
+UNDELIVERABLE = frozenset({
+    "channel_not_found", "not_in_channel", "is_archived", "account_inactive", "team_access_not_granted",
+    "restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
+    "restricted_action_non_threadable_channel", "cannot_reply_to_message", "messages_tab_disabled",
+    "ekm_access_denied", "invalid_blocks", "msg_too_long", "no_text",
+})
+"""chat.postMessage errors that no retry will cure: the reply is dropped (logged) and the outbox
+moves on. Any other error keeps the reply in the outbox for a later attempt."""
+
+TURN_RETRY_DELAYS = (0.5, 2.0, 5.0)
+"""After the ack nobody redelivers: a turn whose store or delivery failed is retried here (its
+incoming id makes a retry safe: a committed turn only re-delivers its outbox)."""
+
+
+@dataclass(frozen=True)
+class SlackOAuth:
+    """Multi-workspace installs: the app's OAuth credentials and where installs and OAuth states
+    are kept (see adapters.slack_installs for stores in convoflow's own database)."""
+
+    client_id: str
+    client_secret: str
+    installation_store: AsyncInstallationStore
+    state_store: AsyncOAuthStateStore
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    redirect_uri: str | None = None
+    """The public URL of /slack/oauth_redirect; None uses the one set in the app's config."""
+
+
+class SlackChannel:
+    """`bot_token` for one workspace, or `oauth` for installs; `signing_secret` to take the Events
+    API over HTTP, `app_token` (xapp-...) to take updates over Socket Mode instead (or as well).
+    `api_url` points the Web API elsewhere (a proxy, a test server)."""
+
+    name = "slack"
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        signing_secret: str | None = None,
+        bot_token: str | None = None,
+        app_token: str | None = None,
+        api_url: str | None = None,
+        oauth: SlackOAuth | None = None,
+        rate_limit_retries: int = 2,
+        drain_seconds: float = 20.0,
+    ) -> None:
+        if (bot_token is None) == (oauth is None):
+            raise ValueError("SlackChannel needs either a bot token (one workspace) or OAuth settings (installs)")
+        if not signing_secret and not app_token:
+            raise ValueError("SlackChannel needs a signing secret (Events API over HTTP) or an app token (Socket Mode)")
+        self.engine = engine
+        self.signing_secret = signing_secret or None
+        self.app_token = app_token or None
+        self.oauth = oauth
+        self.drain_seconds = drain_seconds
+        self.client = AsyncWebClient(
+            token=bot_token,
+            base_url=_api_base(api_url or SLACK_API_URL),
+            retry_handlers=[
+                AsyncConnectionErrorRetryHandler(),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+            ],
+        )
+        self.app = self._bolt_app()
+        self._turns: set[asyncio.Task[None]] = set()
+        self._socket: AsyncSocketModeHandler | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # --- the Channel protocol ------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        routes = []
+        if self.signing_secret:  # without one, requests could not be told from forgeries
+            routes.append(web.post(EVENTS_PATH, self._events))
+        if self.oauth is not None:
+            routes += [web.get(INSTALL_PATH, self._install), web.get(REDIRECT_PATH, self._oauth_redirect)]
+        return routes
+
+    async def start(self) -> None:
+        # One connection pool for every Web API call (Bolt hands it to its per-request clients).
+        self._session = aiohttp.ClientSession()
+        self.client.session = self._session
+        if self.app_token:
+            self._socket = AsyncSocketModeHandler(self.app, self.app_token, logger=log)
+            await self._socket.connect_async()
+            log.info("Slack Socket Mode connected")
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        await self.drain()
+        if self._session is not None:
+            self.client.session = None
+            await self._session.close()
+            self._session = None
+
+    async def drain(self) -> None:
+        """Wait for acknowledged turns to finish (at most `drain_seconds`, then cancel the rest)."""
+        deadline = asyncio.get_running_loop().time() + self.drain_seconds
+        while self._turns:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("cancelling %d Slack turns still running at shutdown", len(self._turns))
+                for task in list(self._turns):
+                    task.cancel()
+                await asyncio.gather(*self._turns, return_exceptions=True)
+                return
+            await asyncio.wait(list(self._turns), timeout=left)
+
+    # --- HTTP routes ---------------------------------------------------------------------------
+
+    async def _events(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        try:
+            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
+        except (ValueError, TypeError, AttributeError, KeyError):
+            # Bolt parses before it verifies: check the signature here so a forgery still gets 401.
+            assert self.signing_secret is not None
+            if not SignatureVerifier(self.signing_secret).is_valid_request(body, dict(request.headers)):
+                return web.Response(status=401, text="invalid signature")
+            return web.Response(status=400, text="malformed Slack payload")
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+
+    async def _install(self, request: web.Request) -> web.Response:
+        assert self.app.oauth_flow is not None
+        return await to_aiohttp_response(await self.app.oauth_flow.handle_installation(await to_bolt_request(request)))
+
+    async def _oauth_redirect(self, request: web.Request) -> web.Response:
+        assert self.app.oauth_flow is not None
+        return await to_aiohttp_response(await self.app.oauth_flow.handle_callback(await to_bolt_request(request)))
+
+    # --- Bolt ----------------------------------------------------------------------------------
+
+    def _bolt_app(self) -> AsyncApp:
+        bolt_log = log.getChild("bolt")
+        if self.oauth is None:
+            app = AsyncApp(name="convoflow", logger=bolt_log, client=self.client,
+                           signing_secret=self.signing_secret or "")
+        else:
+            settings = AsyncOAuthSettings(
+                client_id=self.oauth.client_id,
+                client_secret=self.oauth.client_secret,
+                scopes=list(self.oauth.scopes),
+                user_scopes=[],
+                redirect_uri=self.oauth.redirect_uri,
+                install_path=INSTALL_PATH,
+                redirect_uri_path=REDIRECT_PATH,
+                installation_store=self.oauth.installation_store,
+                installation_store_bot_only=True,
+                state_store=self.oauth.state_store,
+                logger=bolt_log,
+            )
+            authorize = BotAuthorize(self.oauth.installation_store, self.oauth.client_id,
+                                     self.oauth.client_secret, self.client)
+            app = AsyncApp(name="convoflow", logger=bolt_log, client=self.client,
+                           signing_secret=self.signing_secret or "", oauth_settings=settings,
+                           authorize=authorize)  # type: ignore[arg-type]  # an AsyncAuthorize is accepted
+            app.enable_token_revocation_listeners()
+        app.event("message")(self._on_message)
+        app.event("app_mention")(self._on_message)
+        app.action(ACTION_PATTERN)(self._on_click)
+        # Events the app is subscribed to but convoflow has no use for are acknowledged and dropped
+        # (an unanswered event is retried by Slack, and too many failures disable the subscription).
+        app.event(re.compile(".*"))(_ignore)
+        return app
+
+    async def _on_message(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
+        # Bolt has acknowledged the event already.
+        translated = from_message(event, _workspace(context), self.engine.app)
+        if translated is None:
+            return
+        incoming, client = translated.incoming, context.client
+        if translated.in_thread:
+            self._spawn(self._thread_turn(incoming, client))
+        else:
+            self._spawn(self._turn(incoming, client))
+
+    async def _on_click(self, ack: Any, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        incoming = from_action(body, _workspace(context), self.engine.app)
+        if incoming is None:
+            log.warning("ignoring a click on a button convoflow did not make: %.200s", body.get("actions"))
+            return
+        client = context.client
+        # The buttons go at once, so nobody answers twice; the next question waits for that.
+        answered = asyncio.ensure_future(self._replace_buttons(client, body))
+        self._spawn(self._turn(incoming, client, answered))
+
+    # --- turns ---------------------------------------------------------------------------------
+
+    def _spawn(self, turn: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(turn)
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+
+    async def _thread_turn(self, incoming: Incoming, client: AsyncWebClient) -> None:
+        """A thread reply without a mention is ours only in a thread the bot takes part in: one
+        whose session exists (works across processes; a mention in the thread would start one)."""
+        try:
+            known = await self.engine.store.load(incoming.key) is not None
+        except StoreError as error:
+            log.error("cannot tell whether %s is ours (store: %s); message %s not handled", incoming.key, error, incoming.id)
+            return
+        if known:
+            await self._turn(incoming, client)
+
+    async def _turn(self, incoming: Incoming, client: AsyncWebClient, before: Awaitable[None] | None = None) -> None:
+        async def deliver(reply: Reply) -> None:
+            if before is not None:
+                await before
+            await self._post(client, reply)
+
+        try:
+            for delay in (*TURN_RETRY_DELAYS, None):
+                try:
+                    await self.engine.handle(incoming, deliver)
+                    return
+                except (StoreError, DeliveryFailed) as error:
+                    if delay is None:
+                        log.error("giving up on Slack update %s of %s: %s", incoming.id, incoming.key, error)
+                        return
+                    log.warning("Slack update %s of %s failed (%s); retrying in %.1fs", incoming.id, incoming.key,
+                                error, delay)
+                    await asyncio.sleep(delay)
+                except TooManyConflicts as error:
+                    log.error("giving up on Slack update %s: %s", incoming.id, error)
+                    return
+        except Exception:
+            log.exception("Slack update %s of %s failed", incoming.id, incoming.key)
+        finally:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+
+    async def _post(self, client: AsyncWebClient, reply: Reply) -> None:
+        try:
+            await client.chat_postMessage(**post_arguments(reply))
+        except SlackApiError as error:
+            code = error.response.get("error")
+            if code in UNDELIVERABLE:
+                raise Undeliverable(f"chat.postMessage to {reply.address.get('channel')}: {code}") from error
+            raise
+
+    async def _replace_buttons(self, client: AsyncWebClient, body: dict[str, Any]) -> None:
+        message = body.get("message") or {}
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+        if not message.get("ts") or not channel or container.get("is_ephemeral"):
+            return
+        action = body["actions"][0]
+        label = (action.get("text") or {}).get("text", "")
+        try:
+            await client.chat_update(
+                channel=channel, ts=message["ts"], text=message.get("text", ""),
+                blocks=answered_blocks(message.get("blocks") or [], (body.get("user") or {}).get("id", ""), label),
+            )
+        except Exception as error:  # noqa: BLE001 - the turn goes on without it
+            reason = error.response.get("error") if isinstance(error, SlackApiError) else repr(error)
+            log.warning("could not replace the buttons of message %s in %s: %s", message["ts"], channel, reason)
+
+
+async def _ignore(event: dict[str, Any]) -> None:
+    log.debug("ignoring Slack event %s", event.get("type"))
+
+
+def _workspace(context: AsyncBoltContext) -> Workspace:
+    return Workspace(context.team_id, context.enterprise_id, context.bot_user_id)
+
+
+def _api_base(url: str) -> str:
+    return url if url.endswith("/") else url + "/"

@@ -1,0 +1,227 @@
+"""A loopback fake of Slack's Web API and Socket Mode endpoint, for tests and benchmarks.
+
+Real slack-sdk / slack-bolt clients talk to it through their base URL. It answers auth.test,
+chat.postMessage, chat.update, oauth.v2.access and apps.connections.open, records every call, can
+be told to fail (429 with Retry-After, or any Slack error), and serves a websocket that speaks
+Socket Mode (hello, envelopes, acks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import WSMsgType, web
+
+CLIENT_ID = "111.222"
+CLIENT_SECRET = "fake-client-secret"
+APP_ID = "A0FAKEAPP"
+APP_TOKEN = "xapp-1-A0FAKEAPP-1-fake"
+
+
+@dataclass(frozen=True)
+class Team:
+    """One workspace with the bot installed: its token and the bot's ids there."""
+
+    team_id: str
+    bot_token: str
+    bot_user_id: str = "UBOT"
+    bot_id: str = "BBOT"
+    enterprise_id: str | None = None
+    name: str = "Fake Team"
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    params: dict[str, Any]
+    token: str | None
+    ok: bool
+
+
+@dataclass
+class Failure:
+    error: str
+    status: int = 200
+    retry_after: int | None = None
+
+
+@dataclass
+class FakeSlack:
+    teams: list[Team] = field(default_factory=lambda: [Team("T111", "xoxb-fake-T111")])
+    calls: list[Call] = field(default_factory=list)
+    oauth_codes: dict[str, Team] = field(default_factory=dict)
+    socket_received: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._failures: dict[str, list[Failure]] = {}
+        self._ts = itertools.count(1)
+        self._sockets: list[web.WebSocketResponse] = []
+        self._connected = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def close(self) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    # --- what tests set up and read --------------------------------------------------------------
+
+    def fail(self, method: str, error: str, *, status: int = 200, retry_after: int | None = None, times: int = 1) -> None:
+        """The next `times` calls of `method` fail with `error` (a 429 carries Retry-After)."""
+        self._failures.setdefault(method, []).extend(Failure(error, status, retry_after) for _ in range(times))
+
+    def called(self, method: str, **matching: Any) -> list[Call]:
+        return [c for c in self.calls if c.method == method and all(c.params.get(k) == v for k, v in matching.items())]
+
+    def posts(self, **matching: Any) -> list[dict[str, Any]]:
+        """Parameters of every chat.postMessage that succeeded, in order."""
+        return [c.params for c in self.called("chat.postMessage", **matching) if c.ok]
+
+    def texts(self, **matching: Any) -> list[str]:
+        return [p.get("text", "") for p in self.posts(**matching)]
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; calls so far: {[c.method for c in self.calls]}")
+            await asyncio.sleep(0.01)
+
+    async def wait_for_posts(self, count: int, timeout: float = 10.0, **matching: Any) -> list[str]:
+        await self.wait_for(lambda: len(self.posts(**matching)) >= count, timeout, f"{count} posts {matching}")
+        return self.texts(**matching)
+
+    # --- Socket Mode -----------------------------------------------------------------------------
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def socket_send(self, envelope: dict[str, Any]) -> None:
+        await self.wait_connected()
+        await self._sockets[-1].send_str(json.dumps(envelope))
+
+    async def socket_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        def acked() -> dict[str, Any] | None:
+            return next((m for m in self.socket_received if m.get("envelope_id") == envelope_id), None)
+
+        await self.wait_for(lambda: acked() is not None, timeout, f"ack of envelope {envelope_id}")
+        found = acked()
+        assert found is not None
+        return found
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_str(json.dumps({
+            "type": "hello", "num_connections": len(self._sockets),
+            "debug_info": {"host": "fake", "approximate_connection_time": 3600},
+            "connection_info": {"app_id": APP_ID},
+        }))
+        self._connected.set()
+        async for message in socket:
+            if message.type == WSMsgType.TEXT:
+                self.socket_received.append(json.loads(message.data))
+        self._sockets.remove(socket)
+        if not self._sockets:
+            self._connected.clear()
+        return socket
+
+    # --- the Web API -----------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        else:
+            params.update(await request.post())
+        token = params.get("token")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            token = header[len("Bearer "):]
+        pending = self._failures.get(method)
+        if pending:
+            failure = pending.pop(0)
+            self.calls.append(Call(method, params, token, ok=False))
+            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+            status = 429 if failure.retry_after is not None else failure.status
+            return web.json_response({"ok": False, "error": failure.error}, status=status, headers=headers)
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        answer = {"ok": False, "error": "unknown_method"} if handler is None else handler(params, token, request)
+        self.calls.append(Call(method, params, token, ok=bool(answer.get("ok"))))
+        return web.json_response(answer)
+
+    def _team(self, token: str | None) -> Team | None:
+        return next((t for t in self.teams if t.bot_token == token), None)
+
+    def _auth_test(self, params: dict[str, Any], token: str | None, request: web.Request) -> dict[str, Any]:
+        team = self._team(token)
+        if team is None:
+            return {"ok": False, "error": "invalid_auth"}
+        return {
+            "ok": True, "url": "https://fake.slack.test/", "team": team.name, "user": "convoflow",
+            "team_id": team.team_id, "user_id": team.bot_user_id, "bot_id": team.bot_id,
+            "enterprise_id": team.enterprise_id, "is_enterprise_install": False,
+        }
+
+    def _chat_postMessage(self, params: dict[str, Any], token: str | None, request: web.Request) -> dict[str, Any]:
+        if self._team(token) is None:
+            return {"ok": False, "error": "invalid_auth"}
+        if not params.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not params.get("text") and not params.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        n = next(self._ts)
+        ts = f"{1700000000 + n}.{n:06d}"
+        message = {k: v for k, v in params.items() if k in ("text", "blocks", "thread_ts")}
+        return {"ok": True, "channel": params["channel"], "ts": ts, "message": {**message, "ts": ts, "type": "message"}}
+
+    def _chat_update(self, params: dict[str, Any], token: str | None, request: web.Request) -> dict[str, Any]:
+        if self._team(token) is None:
+            return {"ok": False, "error": "invalid_auth"}
+        return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts"), "text": params.get("text", "")}
+
+    def _oauth_v2_access(self, params: dict[str, Any], token: str | None, request: web.Request) -> dict[str, Any]:
+        expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return {"ok": False, "error": "invalid_client_id"}
+        team = self.oauth_codes.pop(str(params.get("code")), None)
+        if team is None:
+            return {"ok": False, "error": "invalid_code"}
+        return {
+            "ok": True, "app_id": APP_ID, "access_token": team.bot_token, "token_type": "bot",
+            "scope": "app_mentions:read,chat:write,im:history", "bot_user_id": team.bot_user_id,
+            "team": {"id": team.team_id, "name": team.name},
+            "enterprise": {"id": team.enterprise_id} if team.enterprise_id else None,
+            "is_enterprise_install": False, "authed_user": {"id": "UINSTALLER"},
+        }
+
+    def _apps_connections_open(self, params: dict[str, Any], token: str | None, request: web.Request) -> dict[str, Any]:
+        if token != APP_TOKEN:
+            return {"ok": False, "error": "invalid_auth"}
+        return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket?ticket=fake"}
