@@ -173,7 +173,10 @@ class SlackChannel:
         body = await request.text()
         try:
             bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
+            well_formed = _well_formed(bolt_request.body)
         except (ValueError, TypeError, AttributeError, KeyError):
+            well_formed = False
+        if not well_formed:
             # Bolt parses before it verifies: check the signature here so a forgery still gets 401.
             assert self.signing_secret is not None
             if not SignatureVerifier(self.signing_secret).is_valid_request(body, dict(request.headers)):
@@ -316,6 +319,12 @@ class SlackChannel:
         except Exception as error:  # noqa: BLE001 - the turn goes on without it
             reason = error.response.get("error") if isinstance(error, SlackApiError) else repr(error)
             log.warning("could not replace the buttons of message %s in %s: %s", message["ts"], channel, reason)
+
+
+def _well_formed(body: Any) -> bool:
+    """The shape Bolt relies on: an object whose `event` is an object and `actions` a list."""
+    return (isinstance(body, dict) and isinstance(body.get("event", {}), dict)
+            and isinstance(body.get("actions", []), list))
 
 
 async def _ignore(event: dict[str, Any]) -> None:

@@ -40,7 +40,11 @@ class Call:
     method: str
     params: dict[str, Any]
     token: str | None
-    ok: bool
+    answer: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.answer.get("ok"))
 
 
 @dataclass
@@ -59,6 +63,7 @@ class FakeSlack:
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[Failure]] = {}
+        self._inboxes: dict[str, asyncio.Queue[Call]] = {}
         self._ts = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
         self._connected = asyncio.Event()
@@ -97,12 +102,25 @@ class FakeSlack:
     def called(self, method: str, **matching: Any) -> list[Call]:
         return [c for c in self.calls if c.method == method and all(c.params.get(k) == v for k, v in matching.items())]
 
-    def posts(self, **matching: Any) -> list[dict[str, Any]]:
-        """Parameters of every chat.postMessage that succeeded, in order."""
-        return [c.params for c in self.called("chat.postMessage", **matching) if c.ok]
+    def posts(self, **matching: Any) -> list[Call]:
+        """Every chat.postMessage that succeeded, in order."""
+        return [c for c in self.called("chat.postMessage", **matching) if c.ok]
 
     def texts(self, **matching: Any) -> list[str]:
-        return [p.get("text", "") for p in self.posts(**matching)]
+        return [c.params.get("text", "") for c in self.posts(**matching)]
+
+    def inbox(self, channel: str) -> asyncio.Queue[Call]:
+        """Messages posted to `channel` (any thread), in order, as they arrive."""
+        return self._inboxes.setdefault(channel, asyncio.Queue())
+
+    async def next_posts(self, channel: str, count: int, timeout: float = 10.0) -> list[Call]:
+        """The next `count` messages posted to `channel` (fails after `timeout` seconds)."""
+        inbox = self.inbox(channel)
+        try:
+            return [await asyncio.wait_for(inbox.get(), timeout) for _ in range(count)]
+        except TimeoutError:
+            raise AssertionError(f"timed out waiting for {count} posts to {channel}; "
+                                 f"posted so far: {self.texts(channel=channel)}") from None
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -167,13 +185,17 @@ class FakeSlack:
         pending = self._failures.get(method)
         if pending:
             failure = pending.pop(0)
-            self.calls.append(Call(method, params, token, ok=False))
+            answer: dict[str, Any] = {"ok": False, "error": failure.error}
+            self.calls.append(Call(method, params, token, answer))
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             status = 429 if failure.retry_after is not None else failure.status
-            return web.json_response({"ok": False, "error": failure.error}, status=status, headers=headers)
+            return web.json_response(answer, status=status, headers=headers)
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         answer = {"ok": False, "error": "unknown_method"} if handler is None else handler(params, token, request)
-        self.calls.append(Call(method, params, token, ok=bool(answer.get("ok"))))
+        call = Call(method, params, token, answer)
+        self.calls.append(call)
+        if method == "chat.postMessage" and call.ok:
+            self.inbox(params["channel"]).put_nowait(call)
         return web.json_response(answer)
 
     def _team(self, token: str | None) -> Team | None:

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from tests.fake_slack import APP_ID
+from tests.fake_slack import APP_ID, Call
 
 SIGNING_SECRET = "fake-signing-secret"
 _numbers = itertools.count(1)
@@ -81,21 +81,23 @@ def channel_message(text: str, *, user: str = "W222", channel: str = "C111", tea
     return event
 
 
-def block_actions(posted: dict[str, Any], index: int, *, message_ts: str, user: str = "W222", team: str = "T111",
+def block_actions(posted: Call, index: int, *, user: str = "W222", team: str = "T111",
                   enterprise: str | None = None, action_ts: str | None = None) -> dict[str, Any]:
-    """A click on button `index` of a message the app posted (`posted`: its chat.postMessage
-    arguments as the fake recorded them), as Slack's interactivity payload."""
-    blocks = posted["blocks"]
+    """A click on button `index` of a message the app posted (its chat.postMessage call as the
+    fake recorded it), as Slack's interactivity payload."""
+    message_ts = posted.answer["ts"]
+    posted_params = posted.params
+    blocks = posted_params["blocks"]
     buttons = [element for block in blocks if block["type"] == "actions" for element in block["elements"]]
     button = buttons[index]
-    channel = posted["channel"]
+    channel = posted_params["channel"]
     container: dict[str, Any] = {"type": "message", "message_ts": message_ts, "channel_id": channel,
                                  "is_ephemeral": False}
-    message: dict[str, Any] = {"type": "message", "user": "UBOT", "bot_id": "BBOT", "text": posted.get("text", ""),
+    message: dict[str, Any] = {"type": "message", "user": "UBOT", "bot_id": "BBOT", "text": posted_params.get("text", ""),
                                "ts": message_ts, "blocks": blocks}
-    if posted.get("thread_ts"):
-        container["thread_ts"] = posted["thread_ts"]
-        message["thread_ts"] = posted["thread_ts"]
+    if posted_params.get("thread_ts"):
+        container["thread_ts"] = posted_params["thread_ts"]
+        message["thread_ts"] = posted_params["thread_ts"]
     return {
         "type": "block_actions",
         "user": {"id": user, "username": "ann", "name": "ann", "team_id": team},

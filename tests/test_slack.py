@@ -1,0 +1,377 @@
+"""The Slack channel end to end: real slack-bolt code, signed requests, a loopback fake Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from engine import Media, Option, Text, ask, dialog, send_message
+from engine.messages import SessionKey
+from engine.runtime import Engine
+from engine.stores import MemoryStore
+from engine.stores.sqlite import SQLiteStore
+from tests.fake_slack import FakeSlack
+from tests.slack_harness import SlackApp, bot_engine, play_guessbot, running_slack
+from tests.slack_payloads import channel_message, dm, event_callback, mention, next_ts, signed_headers
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    slack = await FakeSlack().start()
+    yield slack
+    await slack.close()
+
+
+def texts(calls: list) -> list[str]:  # type: ignore[type-arg]
+    return [c.params.get("text", "") for c in calls]
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+
+async def test_guessbot_in_a_direct_message(fake: FakeSlack) -> None:
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/guessbot.py", store), fake) as app:
+        assert (await app.send(dm("hi"))).status == 200
+        assert texts(await fake.next_posts("D111", 2)) == ["Guess a number between 1 and 10.", "Your guess?"]
+
+        async def guess(n: str) -> None:
+            assert (await app.send(dm(n))).status == 200
+
+        async def inbox(count: int) -> list[str]:
+            return texts(await fake.next_posts("D111", count))
+
+        assert 1 <= await play_guessbot(guess, inbox) <= 4
+        await app.send(dm("ten"))
+        assert "Guess a number" in texts(await fake.next_posts("D111", 1))[0]  # a new game
+    assert all("thread_ts" not in c.params for c in fake.posts())  # DMs are answered in the DM
+    assert {c.token for c in fake.posts()} == {"xoxb-fake-T111"}
+    session = await store.load(SessionKey("slack:-:T111:D111", "guessbot"))
+    assert session is not None and session.outbox == ()
+
+
+async def test_signup_form_with_buttons_in_a_direct_message(fake: FakeSlack) -> None:
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/signup.py", store), fake) as app:
+        await app.send(dm("hello"))
+        assert texts(await fake.next_posts("D111", 2)) == ["Welcome! Let's get you signed up.", "What's your name?"]
+        await app.send(dm("Ann &lt;b&gt; &amp; co"))  # Slack escapes these three in message text
+        assert texts(await fake.next_posts("D111", 1)) == ["Nice to meet you, Ann &lt;b&gt; &amp; co. How old are you?"]
+        await app.send(dm("12"))
+        assert texts(await fake.next_posts("D111", 1)) == ["Please send your age as a number between 13 and 120."]
+        await app.send(dm("34"))
+        await fake.next_posts("D111", 1)
+        await app.send(dm("ann@example.com"))
+        [plans] = await fake.next_posts("D111", 1)
+        blocks = plans.params["blocks"]
+        assert blocks[0] == {"type": "section", "text": {"type": "mrkdwn", "text": "Which plan would you like?"}}
+        buttons = blocks[1]["elements"]
+        assert [b["text"]["text"] for b in buttons] == ["Free", "Pro (9/month)", "Team (29/month)"]
+        assert [b["value"] for b in buttons] == ['"free"', '"pro"', '"team"']
+
+        click = await app.click(plans, 1)
+        assert click.status == 200 and click.text == ""
+        [confirm] = await fake.next_posts("D111", 1)
+        assert confirm.params["text"] == "Sign up Ann &lt;b&gt; &amp; co (34, ann@example.com) for the pro plan?"
+        # The plans message lost its buttons before the next question was posted.
+        [update] = fake.called("chat.update")
+        assert fake.calls.index(update) < fake.calls.index(confirm)
+        assert update.params["ts"] == plans.answer["ts"] and update.params["channel"] == "D111"
+        assert [b["type"] for b in update.params["blocks"]] == ["section", "context"]
+        assert update.params["blocks"][-1]["elements"][0]["text"] == "<@W222> chose Pro (9/month)"
+
+        await app.click(confirm, 0)
+        assert texts(await fake.next_posts("D111", 1)) == ["Done! Welcome aboard, Ann &lt;b&gt; &amp; co."]
+    session = await store.load(SessionKey("slack:-:T111:D111", "signup"))
+    assert session is not None and session.state is not None
+    assert session.state["result"]["value"] == {"name": "Ann <b> & co", "age": 34, "email": "ann@example.com",
+                                       "plan": "pro", "confirmed": True}
+
+
+async def test_a_mention_starts_a_threaded_conversation_that_continues_without_mentions(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    store = SQLiteStore(tmp_path / "sessions.db")
+    try:
+        async with running_slack(bot_engine("bots/signup.py", store), fake) as app:
+            root = next_ts()
+            await app.send(mention("sign me up", ts=root))
+            posts = await fake.next_posts("C111", 2)
+            assert texts(posts) == ["Welcome! Let's get you signed up.", "What's your name?"]
+            assert {p.params["thread_ts"] for p in posts} == {root}
+
+            # Not for the bot: top-level chatter, and a thread it takes no part in.
+            await app.send(channel_message("lunch anyone?"))
+            await app.send(channel_message("Bob", thread_ts=next_ts()))
+            # Its own thread: no mention needed.
+            await app.send(channel_message("Bea", thread_ts=root))
+            [age] = await fake.next_posts("C111", 1)
+            assert (age.params["text"], age.params["thread_ts"]) == ("Nice to meet you, Bea. How old are you?", root)
+            await app.send(channel_message("41", thread_ts=root))
+            await fake.next_posts("C111", 1)
+            await app.send(channel_message("bea@example.com", thread_ts=root, user="W333"))  # anyone in the thread
+            [plans] = await fake.next_posts("C111", 1)
+            await app.click(plans, 2, user="W333")
+            [confirm] = await fake.next_posts("C111", 1)
+            assert confirm.params["thread_ts"] == root
+            assert confirm.params["text"] == "Sign up Bea (41, bea@example.com) for the team plan?"
+            await app.click(confirm, 1)
+            assert texts(await fake.next_posts("C111", 1)) == ["No problem, nothing was saved. Send /start to begin again."]
+        assert len(fake.posts()) == 7
+        sessions = await store.list_sessions()
+        assert [s.key for s in sessions] == [SessionKey(f"slack:-:T111:C111:{root}", "signup")]
+    finally:
+        await store.close()
+
+
+async def test_guessbot_in_a_channel_thread(fake: FakeSlack) -> None:
+    async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
+        root = next_ts()
+        await app.send(mention("let's play", channel="C222", ts=root))
+        assert texts(await fake.next_posts("C222", 2)) == ["Guess a number between 1 and 10.", "Your guess?"]
+
+        async def guess(n: str) -> None:
+            await app.send(channel_message(n, channel="C222", thread_ts=root))
+
+        async def inbox(count: int) -> list[str]:
+            return texts(await fake.next_posts("C222", count))
+
+        await play_guessbot(guess, inbox)
+    assert {c.params.get("thread_ts") for c in fake.posts()} == {root}
+
+
+# --- requests that are not from Slack, repeats, and events that are not turns -------------------------
+
+
+@pytest.mark.parametrize("tamper", ["unsigned", "forged", "stale", "other secret", "body changed"])
+async def test_requests_not_signed_by_slack_are_refused_and_nothing_happens(fake: FakeSlack, tamper: str) -> None:
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/guessbot.py", store), fake) as app:
+        body = json.dumps(event_callback(dm("hi")))
+        headers = signed_headers(body)
+        if tamper == "unsigned":
+            headers = {"Content-Type": "application/json"}
+        elif tamper == "forged":
+            headers["X-Slack-Signature"] = "v0=" + "0" * 64
+        elif tamper == "stale":
+            headers = signed_headers(body, timestamp=int(time.time()) - 6 * 60)
+        elif tamper == "other secret":
+            headers = signed_headers(body, secret="not-the-secret")
+        else:
+            body = body.replace('"hi"', '"yo"')
+        reply = await app.post(body, headers)
+        assert reply.status == 401
+        await asyncio.sleep(0.2)
+    assert fake.calls == []
+    assert await store.list_sessions() == []
+
+
+async def test_malformed_bodies_get_400_when_signed_and_401_when_not(fake: FakeSlack) -> None:
+    async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
+        for body in ["{not json", "[1, 2]", '{"type": "event_callback", "event": "nope"}',
+                     "payload=%7Bnot+json", 'payload={"type": "block_actions", "actions": 7}']:
+            signed = await app.post(body, signed_headers(body))
+            assert (signed.status, signed.text) == (400, "malformed Slack payload"), body
+            assert (await app.post(body, {"Content-Type": "application/json"})).status == 401, body
+    assert fake.called("chat.postMessage") == []
+
+
+async def test_url_verification_is_answered_with_the_challenge(fake: FakeSlack) -> None:
+    async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
+        body = json.dumps({"token": "legacy", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+                           "type": "url_verification"})
+        reply = await app.post(body, signed_headers(body))
+        assert reply.status == 200
+        assert json.loads(reply.text) == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+        assert (await app.post(body, {"Content-Type": "application/json"})).status == 401
+
+
+async def test_a_retry_storm_is_processed_once(fake: FakeSlack) -> None:
+    store, outcomes = MemoryStore(), []
+    async with running_slack(bot_engine("bots/guessbot.py", store, outcomes), fake) as app:
+        await app.send(dm("hi"))
+        await fake.next_posts("D111", 2)
+        event = dm("5")
+        replies = await asyncio.gather(*[app.send(event, event_id="Ev0STORM", retry=n or None) for n in range(4)])
+        assert [r.status for r in replies] == [200] * 4
+        [answer] = texts(await fake.next_posts("D111", 1))
+        if answer != "You got it in 1 guess! Send anything to play again.":
+            assert texts(await fake.next_posts("D111", 1)) == ["Your guess?"]
+        await asyncio.sleep(0.3)
+        assert fake.inbox("D111").empty()  # nothing more came
+    assert outcomes.count("duplicate") == 3 and len(outcomes) == 5
+    session = await store.load(SessionKey("slack:-:T111:D111", "guessbot"))
+    assert session is not None and session.seen.count(f"slack:T111:D111:{event['ts']}") == 1
+
+
+async def test_the_same_message_as_app_mention_and_as_message_is_one_turn(fake: FakeSlack) -> None:
+    outcomes: list[str] = []
+    async with running_slack(bot_engine("bots/signup.py", MemoryStore(), outcomes), fake) as app:
+        root = next_ts()
+        await app.send(mention("hi", ts=root))
+        await fake.next_posts("C111", 2)
+        for name, first_kind in [("Ann", "app_mention"), ("34", "message")]:
+            ts = next_ts()
+            kinds = [mention(name, ts=ts, thread_ts=root), channel_message(f"<@UBOT> {name}", ts=ts, thread_ts=root)]
+            if first_kind == "message":
+                kinds.reverse()
+            await asyncio.gather(*[app.send(event) for event in kinds])
+            await fake.next_posts("C111", 1)
+        await asyncio.sleep(0.3)
+        assert fake.inbox("C111").empty()
+    assert texts(fake.posts())[2:] == ["Nice to meet you, Ann. How old are you?", "Your email address?"]
+    assert outcomes.count("duplicate") == 2 and len(outcomes) == 5
+
+
+@pytest.mark.parametrize("event", [
+    dm("I am the bot", user="UBOT"),
+    dm("a bot", bot_id="B999"),
+    dm("hook", subtype="bot_message"),
+    dm("edited", subtype="message_changed"),
+    dm("", subtype="message_deleted"),
+    channel_message("<@W222> has joined the channel", subtype="channel_join"),
+    {"type": "reaction_added", "user": "W222", "reaction": "thumbsup", "item": {"type": "message", "channel": "D111", "ts": "1.2"}},
+])
+async def test_events_that_are_not_turns_are_acknowledged_and_ignored(fake: FakeSlack, event: dict) -> None:  # type: ignore[type-arg]
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/guessbot.py", store), fake) as app:
+        assert (await app.send(event)).status == 200
+        await asyncio.sleep(0.2)
+    assert fake.called("chat.postMessage") == []
+    assert await store.list_sessions() == []
+
+
+async def test_a_click_on_a_button_we_never_made_is_acknowledged_and_ignored(fake: FakeSlack) -> None:
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/signup.py", store), fake) as app:
+        forged = fake.calls  # no posts yet: craft a message with a button value we never encode
+        assert forged == []
+        from tests.fake_slack import Call
+
+        posted = Call("chat.postMessage", {"channel": "D111", "text": "x", "blocks": [
+            {"type": "actions", "elements": [{"type": "button", "action_id": "convoflow:1:0",
+                                              "text": {"type": "plain_text", "text": "X"}, "value": "not json"}]}]},
+                      "xoxb-fake-T111", {"ok": True, "ts": "1.1"})
+        assert (await app.click(posted, 0)).status == 200
+        await asyncio.sleep(0.2)
+    assert fake.called("chat.postMessage") == [] and fake.called("chat.update") == []
+    assert await store.list_sessions() == []
+
+
+# --- delivery failures ---------------------------------------------------------------------------
+
+
+async def test_rate_limited_posts_are_retried_after_retry_after(fake: FakeSlack) -> None:
+    async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
+        fake.fail("chat.postMessage", "ratelimited", retry_after=1)
+        started = time.perf_counter()
+        await app.send(dm("hi"))
+        assert texts(await fake.next_posts("D111", 2)) == ["Guess a number between 1 and 10.", "Your guess?"]
+        assert time.perf_counter() - started >= 1.0
+    attempts = fake.called("chat.postMessage")
+    assert [c.ok for c in attempts] == [False, True, True]
+    assert attempts[0].params["text"] == attempts[1].params["text"]
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived"])
+async def test_a_reply_that_can_never_be_delivered_is_dropped_and_logged(
+    fake: FakeSlack, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/guessbot.py", store), fake) as app:
+        fake.fail("chat.postMessage", error)
+        with caplog.at_level(logging.WARNING, logger="convoflow.engine"):
+            await app.send(dm("hi"))
+            assert texts(await fake.next_posts("D111", 1)) == ["Your guess?"]  # the first reply was dropped
+        assert any(error in r.getMessage() and "dropping reply" in r.getMessage() for r in caplog.records)
+        session = await store.load(SessionKey("slack:-:T111:D111", "guessbot"))
+        assert session is not None and session.outbox == ()
+        await app.send(dm("5"))  # the conversation goes on
+        assert texts(await fake.next_posts("D111", 1))[0] in ("Higher!", "Lower!", "You got it in 1 guess! Send anything to play again.")
+
+
+async def test_a_transient_failure_keeps_the_reply_and_delivers_it_on_retry(fake: FakeSlack) -> None:
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/guessbot.py", store), fake) as app:
+        fake.fail("chat.postMessage", "internal_error", times=2)
+        await app.send(dm("hi"))
+        assert texts(await fake.next_posts("D111", 2)) == ["Guess a number between 1 and 10.", "Your guess?"]
+    assert [c.ok for c in fake.called("chat.postMessage")] == [False, False, True, True]
+    session = await store.load(SessionKey("slack:-:T111:D111", "guessbot"))
+    assert session is not None and session.outbox == ()
+
+
+# --- acknowledging first, finishing turns on shutdown ----------------------------------------------
+
+
+release = asyncio.Event()
+
+
+@dialog()
+async def slow_lookup() -> str:
+    await release.wait()
+    return "looked up"
+
+
+@dialog()
+def slow_bot():
+    answer = yield slow_lookup()
+    yield send_message(answer)
+    yield ask("More?")
+
+
+async def test_events_are_acknowledged_before_the_turn_and_stop_finishes_turns_in_flight(fake: FakeSlack) -> None:
+    global release
+    release = asyncio.Event()
+    store = MemoryStore()
+    engine = Engine(slow_bot, store, app="slow")
+    async with running_slack(engine, fake) as app:
+        reply = await app.send(dm("go"))
+        assert reply.status == 200 and reply.seconds < 1.0  # acknowledged while the turn waits
+        await asyncio.sleep(0.1)
+        assert fake.posts() == []
+        asyncio.get_running_loop().call_later(0.3, release.set)
+    # Leaving the block stopped the server and the channel; the turn was finished, not dropped.
+    assert texts(fake.posts()) == ["looked up", "More?"]
+    assert (await store.load(SessionKey("slack:-:T111:D111", "slow"))) is not None
+
+
+# --- files and media -----------------------------------------------------------------------------
+
+
+@dialog()
+def media_bot():
+    upload = yield ask("Send me a picture.")
+    yield send_message(Media("image", "https://img.example/cat.png", f"got {upload['media']} {upload['caption']}"))
+    yield send_message(Media("file", "https://files.example/report.pdf", "the report"))
+    yield send_message(Media("image", upload["source"]))
+    yield ask("Which?", choices=[Option("A <tag>", 1), Option("x" * 100, {"long": "y" * 3000})])
+
+
+async def test_file_shares_arrive_as_media_and_media_replies_render(fake: FakeSlack) -> None:
+    async with running_slack(Engine(media_bot, MemoryStore(), app="media"), fake) as app:
+        await app.send(dm("start"))
+        await fake.next_posts("D111", 1)
+        files = [{"id": "F0CAT", "name": "cat.jpg", "mimetype": "image/jpeg",
+                  "url_private": "https://files.slack.test/files-pri/T111-F0CAT/cat.jpg"}]
+        await app.send(dm("my cat", subtype="file_share", files=files))
+        image, report, echo, question = await fake.next_posts("D111", 4)
+        assert image.params["text"] == "got image my cat"
+        assert image.params["blocks"] == [{"type": "image", "alt_text": "got image my cat",
+                                           "image_url": "https://img.example/cat.png",
+                                           "title": {"type": "plain_text", "text": "got image my cat"}}]
+        assert report.params["text"] == "<https://files.example/report.pdf|the report>"
+        assert echo.params["blocks"][0]["image_url"] == files[0]["url_private"]
+        short, long = question.params["blocks"][1]["elements"]
+        assert short["text"]["text"] == "A <tag>" and short["value"] == "1"
+        assert len(long["text"]["text"]) == 75 and long["value"] == f"#{question.params['blocks'][1]['elements'][1]['action_id'].split(':')[1]}.1"
+        await app.click(question, 1)
+        await asyncio.sleep(0.3)
+    update = fake.called("chat.update")[0]
+    assert update.params["blocks"][-1]["elements"][0]["text"].startswith("<@W222> chose xxx")
