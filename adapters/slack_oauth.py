@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
+from contextlib import closing
 from typing import Any
 
 from slack_bolt.authorization import AuthorizeResult
@@ -49,7 +51,7 @@ def oauth_stores(store: Any, client_id: str) -> tuple[AsyncInstallationStore, As
     if isinstance(store, SQLiteStore):
         path = str(store.path)
         installs = SQLite3InstallationStore(database=path, client_id=client_id)
-        states = SQLite3OAuthStateStore(database=path, expiration_seconds=STATE_SECONDS)
+        states = AtomicSQLiteStateStore(database=path, expiration_seconds=STATE_SECONDS)
         for prepared in (installs, states):
             _create_tables(prepared)
         return ThreadedInstallationStore(installs), ThreadedOAuthStateStore(states)
@@ -60,10 +62,21 @@ def oauth_stores(store: Any, client_id: str) -> tuple[AsyncInstallationStore, As
 
 
 def _create_tables(store: SQLite3InstallationStore | SQLite3OAuthStateStore) -> None:
+    # Made now, on one thread: slack-sdk would make them on first use, racing its own threads.
     try:
         store.init()
     except sqlite3.OperationalError:  # another process created the tables between check and create
         store.init()
+
+
+class AtomicSQLiteStateStore(SQLite3OAuthStateStore):
+    """slack-sdk's SQLite state store, with a state consumed by one conditional delete: its own
+    select-then-delete lets two racing callbacks (threads or processes) both accept one state."""
+
+    def consume(self, state: str) -> bool:
+        with closing(self.connect()) as db, db:
+            deleted = db.execute("DELETE FROM oauth_states WHERE state = ? AND expire_at > ?", (state, time.time()))
+            return deleted.rowcount == 1
 
 
 class ThreadedInstallationStore(AsyncInstallationStore):

@@ -1,0 +1,146 @@
+"""Installs into several workspaces through OAuth, with installs kept in the store's database."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pymongo
+import pytest
+
+from adapters.slack import SlackOAuth
+from adapters.slack_mongo import MongoInstallationStore, MongoOAuthStateStore
+from adapters.slack_oauth import oauth_stores
+from engine.messages import SessionKey
+from engine.stores import MemoryStore
+from engine.stores.sqlite import SQLiteStore
+from tests.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack, Team
+from tests.mongo_server import start_mongo_server
+from tests.slack_harness import SlackApp, bot_engine, running_slack
+from tests.slack_payloads import dm
+
+ACME = Team("TACME", "xoxb-acme", bot_user_id="UBOTACME", bot_id="BACME", name="Acme")
+GLOBEX = Team("TGLOBEX", "xoxb-globex", bot_user_id="UBOTGLOBEX", bot_id="BGLOBEX", name="Globex")
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    slack = await FakeSlack(teams=[ACME, GLOBEX]).start()
+    yield slack
+    await slack.close()
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+async def oauth(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SlackOAuth]:
+    """OAuth settings with installs in SQLite (the session store's file) or MongoDB."""
+    if request.param == "sqlite":
+        store = SQLiteStore(tmp_path / "sessions.db")
+        installs, states = oauth_stores(store, CLIENT_ID)
+        yield SlackOAuth(CLIENT_ID, CLIENT_SECRET, installs, states)
+        await store.close()
+    else:
+        client: pymongo.AsyncMongoClient[Any] = pymongo.AsyncMongoClient(request.getfixturevalue("mongo_uri"))
+        database = client.get_default_database()
+        yield SlackOAuth(CLIENT_ID, CLIENT_SECRET, MongoInstallationStore(database, CLIENT_ID),
+                         MongoOAuthStateStore(database))
+        await client.close()
+
+
+async def install(app: SlackApp, team: Team, code: str) -> str:
+    """A person clicks "Add to Slack" on /slack/install, approves, and Slack redirects back."""
+    async with app.http.get(app.base_url + "/slack/install") as page:
+        assert page.status == 200
+        html = await page.text()
+        cookie = page.headers["Set-Cookie"].split(";")[0]
+    state = re.search(r"state=([^&\"']+)", html)
+    assert state is not None, html
+    assert f"client_id={CLIENT_ID}&amp;scope=app_mentions:read,chat:write," in html, html
+    app.fake.oauth_codes[code] = team
+    async with app.http.get(app.base_url + f"/slack/oauth_redirect?code={code}&state={state[1]}",
+                            headers={"Cookie": cookie}) as done:
+        assert done.status == 200, await done.text()
+        return state[1]
+
+
+async def test_two_workspaces_install_and_never_share_sessions(fake: FakeSlack, oauth: SlackOAuth) -> None:
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/signup.py", store), fake, oauth=oauth) as app:
+        await install(app, ACME, "code-acme")
+        await install(app, GLOBEX, "code-globex")
+        assert [c.params["code"] for c in fake.called("oauth.v2.access")] == ["code-acme", "code-globex"]
+
+        # The same channel and user ids in both workspaces: two conversations all the same.
+        await app.send(dm("hi", team="TACME"), team="TACME")
+        await fake.next_posts("D111", 2)
+        await app.send(dm("Ann", team="TACME"), team="TACME")
+        await fake.next_posts("D111", 1)
+        await app.send(dm("hi", team="TGLOBEX"), team="TGLOBEX")
+        await fake.next_posts("D111", 2)
+        await app.send(dm("Gus", team="TGLOBEX"), team="TGLOBEX")
+        [globex_reply] = await fake.next_posts("D111", 1)
+        assert globex_reply.params["text"] == "Nice to meet you, Gus. How old are you?"
+        assert globex_reply.token == "xoxb-globex"
+        acme_replies = [c for c in fake.posts() if c.token == "xoxb-acme"]
+        assert [c.params["text"] for c in acme_replies][-1] == "Nice to meet you, Ann. How old are you?"
+
+        # A workspace that never installed the app gets nothing.
+        outsider = await app.send(dm("hi", team="TOTHER"), team="TOTHER")
+        assert outsider.status == 200
+    keys = {s.key for s in await store.list_sessions()}
+    assert keys == {SessionKey("slack:-:TACME:D111", "signup"), SessionKey("slack:-:TGLOBEX:D111", "signup")}
+    bot = await oauth.installation_store.async_find_bot(enterprise_id=None, team_id="TGLOBEX")
+    assert bot is not None and (bot.bot_token, bot.bot_user_id) == ("xoxb-globex", "UBOTGLOBEX")
+
+
+async def test_an_install_needs_a_fresh_state_from_the_same_browser(fake: FakeSlack, oauth: SlackOAuth) -> None:
+    async with running_slack(bot_engine("bots/signup.py", MemoryStore()), fake, oauth=oauth) as app:
+        state = await install(app, ACME, "code-1")
+        fake.oauth_codes["code-2"] = GLOBEX
+        cookie = {"Cookie": f"slack-app-oauth-state={state}"}
+        async with app.http.get(app.base_url + f"/slack/oauth_redirect?code=code-2&state={state}", headers=cookie) as replayed:
+            assert replayed.status == 401  # a state is good for one install
+        async with app.http.get(app.base_url + "/slack/install") as page:
+            fresh = re.search(r"state=([^&\"']+)", await page.text())
+        assert fresh is not None
+        async with app.http.get(app.base_url + f"/slack/oauth_redirect?code=code-2&state={fresh[1]}") as no_cookie:
+            assert no_cookie.status == 400  # started in another browser
+        async with app.http.get(app.base_url + "/slack/oauth_redirect?error=access_denied") as denied:
+            assert denied.status == 200 and "access_denied" in await denied.text()
+    assert len(fake.called("oauth.v2.access")) == 1
+    assert await oauth.installation_store.async_find_bot(enterprise_id=None, team_id="TGLOBEX") is None
+
+
+async def test_uninstalling_forgets_the_workspace(fake: FakeSlack, oauth: SlackOAuth) -> None:
+    async with running_slack(bot_engine("bots/signup.py", MemoryStore()), fake, oauth=oauth) as app:
+        await install(app, ACME, "code-acme")
+        assert await oauth.installation_store.async_find_bot(enterprise_id=None, team_id="TACME") is not None
+        assert (await app.send({"type": "app_uninstalled"}, team="TACME")).status == 200
+        for _ in range(100):
+            if await oauth.installation_store.async_find_bot(enterprise_id=None, team_id="TACME") is None:
+                break
+            await asyncio.sleep(0.02)
+    assert await oauth.installation_store.async_find_bot(enterprise_id=None, team_id="TACME") is None
+    assert await oauth.installation_store.async_find_installation(enterprise_id=None, team_id="TACME") is None
+
+
+async def test_a_store_outage_during_authorization_asks_slack_to_redeliver(fake: FakeSlack) -> None:
+    server = start_mongo_server()
+    client: pymongo.AsyncMongoClient[Any] = pymongo.AsyncMongoClient(
+        server.uri_for("installs", serverSelectionTimeoutMS="300"))
+    try:
+        database = client.get_default_database()
+        oauth = SlackOAuth(CLIENT_ID, CLIENT_SECRET, MongoInstallationStore(database, CLIENT_ID),
+                           MongoOAuthStateStore(database))
+        store = MemoryStore()
+        async with running_slack(bot_engine("bots/signup.py", store), fake, oauth=oauth) as app:
+            await install(app, ACME, "code-acme")
+            server.stop()
+            reply = await app.send(dm("hi", team="TACME"), team="TACME")
+            assert reply.status == 500  # not acknowledged: Slack delivers it again later
+        assert fake.called("chat.postMessage") == []
+        assert await store.list_sessions() == []
+    finally:
+        server.stop()
+        await client.close()
