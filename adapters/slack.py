@@ -196,6 +196,7 @@ class SlackChannel:
 
     def _bolt_app(self) -> AsyncApp:
         bolt_log = log.getChild("bolt")
+        bolt_log.addFilter(_environment_token_notice)
         if self.oauth is None:
             app = AsyncApp(name="convoflow", logger=bolt_log, client=self.client,
                            signing_secret=self.signing_secret or "")
@@ -319,6 +320,12 @@ class SlackChannel:
         except Exception as error:  # noqa: BLE001 - the turn goes on without it
             reason = error.response.get("error") if isinstance(error, SlackApiError) else repr(error)
             log.warning("could not replace the buttons of message %s in %s: %s", message["ts"], channel, reason)
+
+
+def _environment_token_notice(record: logging.LogRecord) -> bool:
+    """Drop Bolt's notice that SLACK_BOT_TOKEN in the environment is unused: it always is, as the
+    token comes in with our client."""
+    return not record.getMessage().startswith("As you gave `client` as well, `token` will be unused")
 
 
 def _well_formed(body: Any) -> bool:

@@ -60,6 +60,8 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     oauth_codes: dict[str, Team] = field(default_factory=dict)
     socket_received: list[dict[str, Any]] = field(default_factory=list)
+    latency: float = 0.0
+    """Seconds every Web API call takes to answer (Slack's own are tens of milliseconds)."""
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[Failure]] = {}
@@ -173,6 +175,8 @@ class FakeSlack:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        if self.latency:
+            await asyncio.sleep(self.latency)
         params: dict[str, Any] = dict(request.query)
         if request.content_type == "application/json":
             params.update(await request.json())
