@@ -59,6 +59,8 @@ class FakeSlack:
     teams: list[Team] = field(default_factory=lambda: [Team("T111", "xoxb-fake-T111")])
     calls: list[Call] = field(default_factory=list)
     oauth_codes: dict[str, Team] = field(default_factory=dict)
+    refresh_tokens: dict[str, Team] = field(default_factory=dict)
+    """Refresh token -> the workspace (and its new bot token) a token rotation yields."""
     socket_received: list[dict[str, Any]] = field(default_factory=list)
     latency: float = 0.0
     """Seconds every Web API call takes to answer (Slack's own are tens of milliseconds)."""
@@ -236,6 +238,13 @@ class FakeSlack:
         expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         if request.headers.get("Authorization") != expected:
             return {"ok": False, "error": "invalid_client_id"}
+        if params.get("grant_type") == "refresh_token":
+            rotated = self.refresh_tokens.pop(str(params.get("refresh_token")), None)
+            if rotated is None:
+                return {"ok": False, "error": "invalid_refresh_token"}
+            return {"ok": True, "app_id": APP_ID, "access_token": rotated.bot_token, "token_type": "bot",
+                    "refresh_token": f"xoxe-1-next-{rotated.team_id}", "expires_in": 43200,
+                    "team": {"id": rotated.team_id, "name": rotated.name}}
         team = self.oauth_codes.pop(str(params.get("code")), None)
         if team is None:
             return {"ok": False, "error": "invalid_code"}

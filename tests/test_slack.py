@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from pathlib import Path
 from typing import AsyncIterator
 
+import aiohttp
 import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from adapters.serve import serve
+from adapters.slack import SlackChannel
 from engine import Media, Option, Text, ask, dialog, send_message
-from engine.messages import SessionKey
+from engine.messages import Incoming, SessionKey
 from engine.runtime import Engine
 from engine.stores import MemoryStore
 from engine.stores.sqlite import SQLiteStore
 from tests.fake_slack import FakeSlack
 from tests.slack_harness import SlackApp, bot_engine, play_guessbot, running_slack
-from tests.slack_payloads import channel_message, dm, event_callback, mention, next_ts, signed_headers
+from tests.mongo_server import free_port
+from tests.slack_payloads import SIGNING_SECRET, channel_message, dm, event_callback, mention, next_ts, signed_headers
 
 
 @pytest.fixture
@@ -375,3 +382,64 @@ async def test_file_shares_arrive_as_media_and_media_replies_render(fake: FakeSl
         await asyncio.sleep(0.3)
     update = fake.called("chat.update")[0]
     assert update.params["blocks"][-1]["elements"][0]["text"].startswith("<@W222> chose xxx")
+
+
+# --- beside other channels -----------------------------------------------------------------------
+
+
+class EchoChannel:
+    """Another HTTP channel on the same server, engine and store (as `--channel all` runs them)."""
+
+    name = "echo"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def routes(self) -> list[web.RouteDef]:
+        async def turn(request: web.Request) -> web.Response:
+            data = await request.json()
+            incoming = Incoming(SessionKey(f"echo:{data['user']}", self.engine.app), data["id"], "text", data["text"])
+            replies = await self.engine.handle(incoming)
+            return web.json_response([r.message.text for r in replies if isinstance(r.message, Text)])
+
+        return [web.post("/echo", turn)]
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+async def test_slack_serves_beside_another_channel_on_one_server_engine_and_store(fake: FakeSlack, tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "sessions.db")
+    engine = bot_engine("bots/signup.py", store)
+    slack = SlackChannel(engine, signing_secret=SIGNING_SECRET, bot_token="xoxb-fake-T111", api_url=fake.api_url)
+    port, stop = free_port(), asyncio.Event()
+    server = asyncio.create_task(serve([slack, EchoChannel(engine)], store, CollectorRegistry(), "127.0.0.1", port, stop))
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                async with http.get(f"{base}/healthz?ready=1") as ready:
+                    if ready.status == 200:
+                        assert (await ready.json())["channels"] == ["slack", "echo"]
+                        break
+            await asyncio.sleep(0.02)
+        app = SlackApp(fake, slack, base, http)
+        await app.send(dm("hi"))
+        async with http.post(f"{base}/echo", json={"user": "ann", "id": "e1", "text": "hi"}) as echoed:
+            assert await echoed.json() == ["Welcome! Let's get you signed up.", "What's your name?"]
+        await fake.next_posts("D111", 2)
+        await app.send(dm("Sam"))
+        async with http.post(f"{base}/echo", json={"user": "ann", "id": "e2", "text": "Ann"}) as echoed:
+            assert await echoed.json() == ["Nice to meet you, Ann. How old are you?"]
+        assert texts(await fake.next_posts("D111", 1)) == ["Nice to meet you, Sam. How old are you?"]
+        stop.set()
+        await asyncio.wait_for(server, 30)
+    reopened = SQLiteStore(tmp_path / "sessions.db")
+    try:
+        keys = {str(s.key) for s in await reopened.list_sessions()}
+    finally:
+        await reopened.close()
+    assert keys == {"slack:-:T111:D111/signup", "echo:ann/signup"}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pymongo
 import pytest
+from slack_sdk.oauth.installation_store.models.installation import Installation
 
 from adapters.slack import SlackOAuth
 from adapters.slack_mongo import MongoInstallationStore, MongoOAuthStateStore
@@ -123,6 +125,24 @@ async def test_uninstalling_forgets_the_workspace(fake: FakeSlack, oauth: SlackO
             await asyncio.sleep(0.02)
     assert await oauth.installation_store.async_find_bot(enterprise_id=None, team_id="TACME") is None
     assert await oauth.installation_store.async_find_installation(enterprise_id=None, team_id="TACME") is None
+
+
+async def test_expiring_bot_tokens_are_rotated_before_use(fake: FakeSlack, oauth: SlackOAuth) -> None:
+    rotated = Team("TACME", "xoxb-acme-rotated", bot_user_id="UBOTACME", bot_id="BACME", name="Acme")
+    fake.teams.append(rotated)
+    fake.refresh_tokens["xoxe-1-acme"] = rotated
+    await oauth.installation_store.async_save(Installation(
+        app_id="A1", team_id="TACME", bot_token="xoxb-acme", bot_id="BACME", bot_user_id="UBOTACME",
+        bot_scopes="chat:write", bot_refresh_token="xoxe-1-acme", bot_token_expires_in=60, user_id="U1"))
+    async with running_slack(bot_engine("bots/signup.py", MemoryStore()), fake, oauth=oauth) as app:
+        await app.send(dm("hi", team="TACME"), team="TACME")
+        posts = await fake.next_posts("D111", 2)
+    assert {p.token for p in posts} == {"xoxb-acme-rotated"}
+    [refresh] = fake.called("oauth.v2.access")
+    assert (refresh.params["grant_type"], refresh.params["refresh_token"]) == ("refresh_token", "xoxe-1-acme")
+    bot = await oauth.installation_store.async_find_bot(enterprise_id=None, team_id="TACME")
+    assert bot is not None and (bot.bot_token, bot.bot_refresh_token) == ("xoxb-acme-rotated", "xoxe-1-next-TACME")
+    assert bot.bot_token_expires_at is not None and bot.bot_token_expires_at > time.time() + 40000
 
 
 async def test_a_store_outage_during_authorization_asks_slack_to_redeliver(fake: FakeSlack) -> None:
