@@ -73,7 +73,7 @@ incoming id makes a retry safe: a committed turn only re-delivers its outbox).""
 @dataclass(frozen=True)
 class SlackOAuth:
     """Multi-workspace installs: the app's OAuth credentials and where installs and OAuth states
-    are kept (see adapters.slack_installs for stores in convoflow's own database)."""
+    are kept (`adapters.slack_oauth.oauth_stores` makes them in the session store's database)."""
 
     client_id: str
     client_secret: str

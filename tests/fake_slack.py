@@ -139,6 +139,10 @@ class FakeSlack:
 
     # --- Socket Mode -----------------------------------------------------------------------------
 
+    @property
+    def socket_open(self) -> bool:
+        return bool(self._sockets)
+
     async def wait_connected(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 

@@ -52,5 +52,6 @@ async def test_a_conversation_with_buttons_over_socket_mode(fake: FakeSlack) -> 
         assert confirm.params["text"] == "Sign up Ann (34, ann@example.com) for the free plan?"
         assert len(fake.called("chat.update")) == 1
     assert fake.inbox("D111").empty()
+    await fake.wait_for(lambda: not fake.socket_open, what="the app to close its socket")
     session = await store.load(SessionKey("slack:-:T111:D111", "signup"))
     assert session is not None and len(session.seen) == len(events) + 1  # four messages, one click
