@@ -258,14 +258,15 @@ class SlackChannel:
         task.add_done_callback(self._turns.discard)
 
     async def _thread_turn(self, incoming: Incoming, client: AsyncWebClient) -> None:
-        """A thread reply without a mention is ours only in a thread the bot takes part in: one
-        whose session exists (works across processes; a mention in the thread would start one)."""
+        """A thread reply without a mention is for the bot only while a conversation runs in that
+        thread: its session exists and has neither finished nor been cancelled. The store says so,
+        which holds across processes; once it has ended, a mention starts it again."""
         try:
-            known = await self.engine.store.load(incoming.key) is not None
+            session = await self.engine.store.load(incoming.key)
         except StoreError as error:
             log.error("cannot tell whether %s is ours (store: %s); message %s not handled", incoming.key, error, incoming.id)
             return
-        if known:
+        if session is not None and session.state is not None and "result" not in session.state:
             await self._turn(incoming, client)
 
     async def _turn(self, incoming: Incoming, client: AsyncWebClient, before: Awaitable[None] | None = None) -> None:

@@ -3,7 +3,7 @@
 Session partitions follow Slack's scoping: `slack:<enterprise or ->:<team>:<channel>` for a direct
 message conversation, plus `:<thread_ts>` for a conversation in a channel thread. A mention in a
 channel starts a conversation in the thread of that mention; later messages in that thread belong
-to it without a mention.
+to it without a mention while it runs (adapters.slack decides that from the stored session).
 
 Incoming ids are `slack:<team>:<channel>:<ts>` for messages (the same whether Slack delivers the
 message as `app_mention` or as `message.*`, and on every retry) and `slack:<team>:<channel>:<action_ts>`
@@ -41,8 +41,8 @@ class Workspace:
 class Translated:
     incoming: Incoming
     in_thread: bool
-    """A message in a channel thread without a mention: a turn only when the bot already takes
-    part in that thread (its session exists)."""
+    """A message in a channel thread without a mention: a turn only while a conversation runs in
+    that thread."""
 
 
 def partition(workspace: Workspace, channel: str, thread: str | None = None) -> str:

@@ -130,7 +130,13 @@ async def test_a_mention_starts_a_threaded_conversation_that_continues_without_m
             assert confirm.params["text"] == "Sign up Bea (41, bea@example.com) for the team plan?"
             await app.click(confirm, 1)
             assert texts(await fake.next_posts("C111", 1)) == ["No problem, nothing was saved. Send /start to begin again."]
-        assert len(fake.posts()) == 7
+            # The conversation has ended: thread chatter no longer starts it again, a mention does.
+            await app.send(channel_message("thanks!", thread_ts=root))
+            await app.send(mention("once more", thread_ts=root))
+            assert texts(await fake.next_posts("C111", 2)) == ["Welcome! Let's get you signed up.", "What's your name?"]
+            await asyncio.sleep(0.2)
+            assert fake.inbox("C111").empty()
+        assert len(fake.posts()) == 9
         sessions = await store.list_sessions()
         assert [s.key for s in sessions] == [SessionKey(f"slack:-:T111:C111:{root}", "signup")]
     finally:
