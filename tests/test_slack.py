@@ -355,6 +355,22 @@ async def test_events_are_acknowledged_before_the_turn_and_stop_finishes_turns_i
     assert (await store.load(SessionKey("slack:-:T111:D111", "slow"))) is not None
 
 
+async def test_stop_gives_up_on_turns_that_outlast_the_drain_time(
+    fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    global release
+    release = asyncio.Event()  # never set: the turn would wait forever
+    store = MemoryStore()
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="convoflow.slack"):
+        async with running_slack(Engine(slow_bot, store, app="slow"), fake, drain_seconds=0.3) as app:
+            assert (await app.send(dm("go"))).status == 200
+            await asyncio.sleep(0.1)
+    assert time.perf_counter() - started < 5
+    assert any("cancelling 1 Slack turns" in r.getMessage() for r in caplog.records)
+    assert fake.posts() == [] and await store.list_sessions() == []  # nothing half-done was committed
+
+
 # --- files and media -----------------------------------------------------------------------------
 
 
