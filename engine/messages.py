@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.buttons import ButtonRef
+from engine.replay import check_storable
 from engine.types import JSON
 
 MediaKind = Literal["image", "file"]
@@ -43,14 +44,32 @@ Message = Text | Media
 
 
 def as_message(value: Any) -> Message:
-    """Accept what flows send: a str, a Text or a Media."""
+    """Accept what flows send: a str, a Text or a Media, checked here so a malformed message fails
+    in the flow's turn (with the usual apology) rather than later in a store or a channel."""
     if isinstance(value, str):
         return Text(value)
-    if isinstance(value, (Text, Media)):
+    if isinstance(value, Text):
+        _expect_str(value.text, "Text.text")
+        for option in value.options:
+            if not isinstance(option, Option):
+                raise TypeError(f"Text.options holds {type(option).__name__!r}; use engine.Option")
+            _expect_str(option.label, "Option.label")
+            check_storable(option.value, ("send_message",), f"Option {option.label!r}")
+        return value
+    if isinstance(value, Media):
+        if value.kind not in ("image", "file"):
+            raise TypeError(f"Media.kind is {value.kind!r}; use 'image' or 'file'")
+        _expect_str(value.source, "Media.source")
+        _expect_str(value.caption, "Media.caption")
         return value
     raise TypeError(
         f"send_message() got {type(value).__name__!r}; send a str, engine.Text or engine.Media"
     )
+
+
+def _expect_str(value: Any, what: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__!r}")
 
 
 def message_to_dict(message: Message) -> dict[str, JSON]:

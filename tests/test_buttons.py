@@ -88,3 +88,4 @@ async def test_a_reference_to_a_reply_the_session_no_longer_holds_is_answered_no
     assert before is not None and after is not None
     assert after.state == before.state  # the flow did not move
     assert await player.press(f"#{question.seq + 99}.0") == [player.engine.expired_button_reply]
+
