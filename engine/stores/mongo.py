@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -50,8 +51,10 @@ DEFAULT_DATABASE = "convoflow"
 DEFAULT_COLLECTION = "sessions"
 DEFAULT_TIMEOUT = 10.0
 """Seconds any one store operation may take, server selection and retries included."""
-DEFAULT_MAX_SESSION_BYTES = 4 * 1024 * 1024
-"""A quarter of MongoDB's 16 MiB document limit: a session this big is a flow keeping far too much."""
+BSON_LIMIT = 16 * 1024 * 1024
+"""MongoDB refuses documents larger than this."""
+DEFAULT_MAX_SESSION_BYTES = BSON_LIMIT // 4
+"""Far below MongoDB's limit: a session this big is a flow keeping far too much."""
 FORMAT = 1
 """The document layout this code writes; a document with a higher one is refused, never rewritten."""
 
@@ -89,8 +92,8 @@ class MongoStore:
     ) -> None:
         if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
             raise ValueError(f"ttl must be a number of seconds > 0 (or None for no expiry), not {ttl!r}")
-        if not 0 < max_session_bytes <= 16 * 1024 * 1024:
-            raise ValueError(f"max_session_bytes must be between 1 and 16 MiB (MongoDB's limit), not {max_session_bytes!r}")
+        if not 0 < max_session_bytes <= BSON_LIMIT:
+            raise ValueError(f"max_session_bytes must be between 1 and {BSON_LIMIT} (MongoDB's limit), not {max_session_bytes!r}")
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
         client, given_database = _client_and_database(target)
@@ -122,39 +125,42 @@ class MongoStore:
         """
         scheme, sep, rest = url.partition("://")
         if scheme not in ("mongodb", "mongodb+srv") or not sep:
-            raise ValueError(f"malformed MongoDB store URL {url!r}; use mongodb://host/database or mongodb+srv://...")
+            raise ValueError("malformed MongoDB store URL; use mongodb://host/database or mongodb+srv://...")
         rest, _, query = rest.partition("?")
         # The client's options are passed on as written (re-encoding could change values such as
-        # authMechanismProperties); only the store's own are taken out.
+        # authMechanismProperties); only the store's own are taken out. Error messages never repeat
+        # the URL: it may hold a password.
         parts = [part for part in query.replace(";", "&").split("&") if part]
-        ours = {name: value for name, value in parse_qsl("&".join(p for p in parts if _name(p) in STORE_OPTIONS))}
+        ours = dict(parse_qsl("&".join(part for part in parts if _name(part) in STORE_OPTIONS), keep_blank_values=True))
         theirs = [part for part in parts if _name(part) not in STORE_OPTIONS]
         given = {_name(part).lower(): unquote(part.partition("=")[2]) for part in theirs}
+        ttl = _number(ours["ttlSeconds"], "ttlSeconds") if "ttlSeconds" in ours else None
+        max_bytes = DEFAULT_MAX_SESSION_BYTES
+        if "maxSessionBytes" in ours:
+            max_bytes = int(_number(ours["maxSessionBytes"], "maxSessionBytes"))
+            if max_bytes > BSON_LIMIT:
+                raise ValueError(f"maxSessionBytes in the MongoDB store URL may be at most {BSON_LIMIT} (MongoDB's limit)")
         options: dict[str, Any] = {k: v for k, v in CLIENT_DEFAULTS.items() if k.lower() not in given}
         timeout = DEFAULT_TIMEOUT
         if "timeoutms" in given:
             timeout = _number(given["timeoutms"], "timeoutMS") / 1000
         else:
             options["timeoutMS"] = int(timeout * 1000)
-        client_url = f"{scheme}://{rest}" + (f"?{'&'.join(theirs)}" if theirs else "")
         try:
-            client: AsyncMongoClient[Any] = AsyncMongoClient(client_url, **options)
-        except (PyMongoError, ValueError, TypeError) as error:
-            # pymongo names the bad option; the URL may hold a password, so it is not repeated
-            raise ValueError(f"invalid MongoDB store URL: {error}") from None
-        try:
-            store = cls(
-                client,  # its URL names the database, if any
-                collection=ours.get("collection") or DEFAULT_COLLECTION,
-                ttl=_number(ours["ttlSeconds"], "ttlSeconds") if "ttlSeconds" in ours else None,
-                max_session_bytes=(
-                    int(_number(ours["maxSessionBytes"], "maxSessionBytes"))
-                    if "maxSessionBytes" in ours else DEFAULT_MAX_SESSION_BYTES
-                ),
-                timeout=timeout,
+            with warnings.catch_warnings():
+                # pymongo only warns about an unknown or malformed option and then ignores it: a
+                # typo would silently run with other settings than the user wrote.
+                warnings.simplefilter("error", UserWarning)
+                client: AsyncMongoClient[Any] = AsyncMongoClient(
+                    f"{scheme}://{rest}" + (f"?{'&'.join(theirs)}" if theirs else ""), **options
+                )
+            store = cls(  # the client's URL names the database, if any
+                client, collection=ours.get("collection", DEFAULT_COLLECTION), ttl=ttl,
+                max_session_bytes=max_bytes, timeout=timeout,
             )
-        except (PyMongoError, ValueError) as error:
-            raise ValueError(f"invalid MongoDB store URL: {error}") from None
+        except (PyMongoError, TypeError, UserWarning) as error:  # pymongo names the bad part
+            hint = f" (the store's own options: {', '.join(STORE_OPTIONS)})" if "Unknown option" in str(error) else ""
+            raise ValueError(f"invalid MongoDB store URL: {error}{hint}") from None
         store._owned_client = client
         return store
 
