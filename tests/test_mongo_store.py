@@ -283,6 +283,7 @@ class TestDocuments:
                 "_id_": [("_id", 1)],
                 "partition_updated": [("partition", 1), ("updated", -1)],
                 "updated": [("updated", -1)],
+                "app": [("app", 1)],
             }
             assert await raw[DEFAULT_COLLECTION].index_information() == indexes
         finally:
@@ -423,7 +424,7 @@ class TestRoundTrips:
         engine, inbox = Engine(echo, store), Inbox()
         try:
             await engine.handle(Incoming(KEY, "start", text="start"), inbox)
-            assert commands.take() == ["find", "createIndexes", "createIndexes", "insert"]  # first contact
+            assert commands.take() == ["find", "createIndexes", "createIndexes", "createIndexes", "insert"]  # first contact
             await engine.handle(Incoming(KEY, "u1", text="hello"), inbox)
             assert commands.take() == ["find", "update", "update"]  # load, commit, mark delivered
             await engine.handle(Incoming(KEY, "u2", text="shh"), inbox)

@@ -10,7 +10,7 @@ The document of session `partition/app`:
 
     _id        "partition/app" (str(SessionKey))
     partition  the partition key   (indexed with `updated`, for listing)
-    app        the app id
+    app        the app id         (indexed)
     revision   the compare-and-set counter
     session    the rest of the record as ASCII JSON text (replay state, seen ids, address, ...)
     outbox     [{"seq": n, "reply": "<ASCII JSON of the reply>"}, ...] in order
@@ -278,6 +278,9 @@ class MongoStore:
                     [("partition", pymongo.ASCENDING), ("updated", pymongo.DESCENDING)], name="partition_updated"
                 )
                 await self.collection.create_index([("updated", pymongo.DESCENDING)], name="updated")
+                # A session's app never changes, so this index costs a write only when a session is
+                # created; it serves per-bot queries (counting a bot's sessions, removing a retired bot's).
+                await self.collection.create_index("app", name="app")
                 if self.ttl is not None:
                     # Each document carries its own expiry date, so changing the TTL needs no index change.
                     await self.collection.create_index("expire_at", name="expire_at", expireAfterSeconds=0)
