@@ -117,7 +117,7 @@ class TestUrl:
         try:
             assert (store.database.name, store.collection.name) == (DEFAULT_DATABASE, DEFAULT_COLLECTION)
             assert (store.ttl, store.max_session_bytes, store.timeout) == (None, DEFAULT_MAX_SESSION_BYTES, DEFAULT_TIMEOUT)
-            client = store.database.client
+            client: Any = store.database.client
             # bounded waits: an unreachable server fails fast instead of after pymongo's 30 s
             assert client.options.timeout == DEFAULT_TIMEOUT
             assert client.options.server_selection_timeout == 5
@@ -136,6 +136,7 @@ class TestUrl:
             assert (store.database.name, store.collection.name) == ("bots", "chats")
             assert (store.ttl, store.max_session_bytes, store.timeout) == (86400, 100000, 2.5)
             options = store.database.client.options
+            assert isinstance(options, pymongo.client_options.ClientOptions)
             assert (options.replica_set_name, options.timeout, options.server_selection_timeout) == ("rs0", 2.5, 0.7)
         finally:
             await store.close()
@@ -191,7 +192,7 @@ async def assert_store_works_in(store: MongoStore, uri: str, database: str, coll
     await store.commit(session)
     assert await store.load(KEY) == session
     assert [s.key for s in await store.list_sessions(KEY.partition)] == [KEY]
-    with pymongo.MongoClient(uri) as client:
+    with pymongo.MongoClient[dict[str, Any]](uri) as client:
         assert client[database][collection].find_one({"_id": str(KEY)}, {"revision": 1}) == {"_id": str(KEY), "revision": 1}
 
 

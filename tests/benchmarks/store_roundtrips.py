@@ -185,7 +185,7 @@ class MongoBackend(Backend):
             await store.collection.insert_many(documents, ordered=False)
 
     async def cleanup(self) -> None:
-        async with AsyncMongoClient(self.server.uri) as client:
+        async with AsyncMongoClient[dict[str, Any]](self.server.uri) as client:
             for name in self.databases:
                 await client.drop_database(name)
 
