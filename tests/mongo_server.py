@@ -38,6 +38,8 @@ class MongoServer:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     external_uri: str | None = None
+    storage_path: Path | None = None
+    """Where the server keeps its data (None: in memory, lost on stop)."""
 
     @property
     def uri(self) -> str:
@@ -67,9 +69,9 @@ class MongoServer:
             self.process.wait(10)
 
     def restart(self) -> None:
-        """Start again on the same port (an in-memory server comes back empty)."""
+        """Start again on the same port and storage (an in-memory server comes back empty)."""
         self.stop()
-        started = start_mongo_server(self.port)
+        started = start_mongo_server(self.port, storage_path=self.storage_path)
         self.process, self.log_path = started.process, started.log_path
 
 
@@ -86,17 +88,20 @@ def _command() -> list[str]:
     return [found]
 
 
-def start_mongo_server(port: int | None = None, log_dir: Path | None = None) -> MongoServer:
-    """Start SecantusDB in memory on `port` (a free one by default) and wait until it answers."""
+def start_mongo_server(
+    port: int | None = None, log_dir: Path | None = None, storage_path: Path | None = None
+) -> MongoServer:
+    """Start SecantusDB on `port` (a free one by default) and wait until it answers. Its data is
+    kept in memory, or in the directory `storage_path` (kept across restarts)."""
     port = port or free_port()
     log_path = (log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"secantusd-{port}.log"
     log_file = open(log_path, "wb")
     process = subprocess.Popen(
-        [*_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
+        [*_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage_path or ":memory:")],
         stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
     )
     log_file.close()
-    server = MongoServer("127.0.0.1", port, process, log_path)
+    server = MongoServer("127.0.0.1", port, process, log_path, storage_path=storage_path)
     deadline = time.monotonic() + START_SECONDS
     while True:
         if process.poll() is not None:
