@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pymongo
 
@@ -109,8 +110,7 @@ def start_mongo_server(
                 f"{SERVER_COMMAND} exited with code {process.returncode} on start:\n{log_path.read_text()[-2000:]}"
             )
         try:
-            with pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=500) as client:
-                client.admin.command("ping")
+            _ping(server.uri, 0.5)
             return server
         except pymongo.errors.PyMongoError:
             if time.monotonic() > deadline:
@@ -122,13 +122,18 @@ def start_mongo_server(
             time.sleep(0.1)
 
 
+def _ping(uri: str, seconds: float) -> None:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri, serverSelectionTimeoutMS=int(seconds * 1000))
+    with client:
+        client.admin.command("ping")
+
+
 def mongo_server_from_environment() -> MongoServer:
     """The server of `MONGODB_URI` when set, else a SecantusDB started for this test run."""
     uri = os.environ.get("MONGODB_URI")
     if uri:
         try:
-            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
-                client.admin.command("ping")
+            _ping(uri, 5.0)
         except pymongo.errors.PyMongoError as error:
             raise MongoServerUnavailable(f"MONGODB_URI={uri!r} does not answer: {error}") from error
         return MongoServer("", 0, external_uri=uri)

@@ -1,14 +1,13 @@
-"""Installation and OAuth state stores, on SQLite (a temp file, as `oauth_stores` picks them for an
-SQLite session store) and on MongoDB (the test server)."""
+"""Installation and OAuth state stores, on SQLite and on MongoDB (the test server), each picked by
+`oauth_stores` for a session store of that kind, as the CLI does."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
-import pymongo
 import pytest
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.installation_store.models.installation import Installation
@@ -17,6 +16,7 @@ from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from adapters.slack_mongo import MongoInstallationStore, MongoOAuthStateStore
 from adapters.slack_oauth import oauth_stores
 from engine.stores import MemoryStore
+from engine.stores.mongo import MongoStore
 from engine.stores.sqlite import SQLiteStore
 
 CLIENT = "111.222"
@@ -30,10 +30,12 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield oauth_stores(store, CLIENT)
         await store.close()
     else:
-        client: pymongo.AsyncMongoClient[Any] = pymongo.AsyncMongoClient(request.getfixturevalue("mongo_uri"))
-        database = client.get_default_database()
-        yield MongoInstallationStore(database, CLIENT), MongoOAuthStateStore(database, 600)
-        await client.close()
+        mongo = MongoStore.from_url(request.getfixturevalue("mongo_uri"))
+        picked = oauth_stores(mongo, CLIENT)
+        assert isinstance(picked[0], MongoInstallationStore) and isinstance(picked[1], MongoOAuthStateStore)
+        assert picked[0].installations.database is mongo.database  # beside the sessions
+        yield picked
+        await mongo.close()
 
 
 def installation(team: str | None, user: str, token: str, *, enterprise: str | None = None,

@@ -11,7 +11,6 @@ MongoDB is the server MONGODB_URI names, else a SecantusDB started for the run. 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sqlite3
 import statistics
