@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from engine.messages import Incoming, Reply, SessionKey, Text, as_message, messa
 from engine.player import Play
 from engine.replay import DialogState, state_from_dict
 from engine.steps import BaseDialog
-from engine.stores.base import SEEN_LIMIT, Conflict, Session, Store
+from engine.stores.base import SEEN_LIMIT, Conflict, Session, SessionTooLarge, Store
 
 log = logging.getLogger("convoflow.engine")
 
@@ -32,6 +33,8 @@ Deliver = Callable[[Reply], Awaitable[None]]
 """A channel's way to send one reply to its platform."""
 
 DEFAULT_COMMANDS: Mapping[str, Command] = {"/start": "restart", "/cancel": "cancel"}
+CONFLICT_PAUSE = 0.005
+"""Seconds; after the n-th conflict a turn waits a random time up to CONFLICT_PAUSE * 2**n (n <= 6)."""
 
 
 class Undeliverable(Exception):
@@ -125,7 +128,8 @@ class Engine:
         the caller then sends them itself).
 
         Raises StoreError when the store fails (nothing was committed: ask for a redelivery),
-        DeliveryFailed when the turn committed but a reply could not be sent yet.
+        DeliveryFailed when the turn committed but a reply could not be sent yet. A turn whose
+        session would outgrow the store's size limit is dropped: the user gets the apology.
         """
         started = time.perf_counter()
         key = incoming.key
@@ -142,7 +146,17 @@ class Engine:
                         break
                     committed, outcome, play = await self._turn(session, incoming)
                     try:
-                        await self.store.commit(committed)
+                        try:
+                            await self.store.commit(committed)
+                        except SessionTooLarge as error:
+                            # The flow grew its session past the store's limit: drop this turn
+                            # and tell the user, rather than have the platform redeliver forever.
+                            log.error("turn dropped in session %s: %s", key, error)
+                            if play is not None:
+                                play.close()
+                            committed = self._commit_of(session, incoming, session.state, [Text(self.apology)])
+                            outcome, play = "failed", None
+                            await self.store.commit(committed)
                     except Conflict:
                         if play is not None:
                             play.close()  # advanced past a state that lost the race
@@ -150,6 +164,9 @@ class Engine:
                         if conflicts >= self.max_conflicts:
                             outcome = "conflicted"
                             raise TooManyConflicts(key, conflicts) from None
+                        # A random pause spreads out workers racing on one session, so the one
+                        # that must replay is not beaten every time by the one that need not.
+                        await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** min(conflicts, 6)))
                         continue
                     if play is not None:
                         self._keep(key, committed.revision, play)

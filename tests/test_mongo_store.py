@@ -380,17 +380,31 @@ class TestHostileInput:
 
 class TestSizeLimit:
     async def test_a_session_over_the_limit_is_refused_and_nothing_is_written(self, store: MongoStore) -> None:
+        await store.commit(first(state={"text": "small"}))
+        before = await store.load(KEY)
+        assert before is not None
+        huge = before.advanced(state={"text": "y" * DEFAULT_MAX_SESSION_BYTES})
+        with pytest.raises(SessionTooLarge, match="over the limit") as raised:
+            await store.commit(huge)
+        assert isinstance(raised.value, StoreError) and str(KEY) in str(raised.value)
+        assert await store.load(KEY) == before
+
+    async def test_a_turn_that_would_outgrow_the_limit_is_dropped_with_an_apology(
+        self, store: MongoStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
         engine, inbox = Engine(echo, store), Inbox()
         await engine.handle(Incoming(KEY, "start", text="start"), inbox)
         await engine.handle(Incoming(KEY, "u1", text="small"), inbox)
         before = await store.load(KEY)
         huge = "y" * (DEFAULT_MAX_SESSION_BYTES // 2)  # recorded in the state and echoed: over the limit
-        with pytest.raises(SessionTooLarge, match="over the limit") as raised:
-            await engine.handle(Incoming(KEY, "u2", text=huge), inbox)
-        assert isinstance(raised.value, StoreError) and str(KEY) in str(raised.value)
-        assert await store.load(KEY) == before and inbox.texts == ["small"]
+        await engine.handle(Incoming(KEY, "u2", text=huge), inbox)
+        assert inbox.texts == ["small", engine.apology]
+        assert "over the limit" in caplog.text and str(KEY) in caplog.text
+        after = await store.load(KEY)
+        assert before is not None and after is not None and after.state == before.state
+        await engine.handle(Incoming(KEY, "u2", text=huge), inbox)  # a redelivery is not played again
         await engine.handle(Incoming(KEY, "u3", text="still here"), inbox)
-        assert inbox.texts == ["small", "still here"]
+        assert inbox.texts == ["small", engine.apology, "still here"]
 
     async def test_the_limit_is_configurable(self, mongo_uri: str) -> None:
         store = open_store(mongo_uri + "&maxSessionBytes=50000")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.stores.base import Conflict, Session, Store, StoreError
+from engine.stores.base import Conflict, Session, SessionTooLarge, Store, StoreError
 from engine.stores.memory import MemoryStore
 
 
@@ -24,4 +24,4 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unknown store scheme {scheme!r} in {url!r}; use memory://, sqlite:///path.db or mongodb://...")
 
 
-__all__ = ["Conflict", "MemoryStore", "Session", "Store", "StoreError", "open_store"]
+__all__ = ["Conflict", "MemoryStore", "Session", "SessionTooLarge", "Store", "StoreError", "open_store"]

@@ -75,6 +75,10 @@ class StoreError(Exception):
     """The store could not be reached or did not answer in time; nothing was written."""
 
 
+class SessionTooLarge(StoreError):
+    """The session would exceed the store's size limit; nothing was written."""
+
+
 class Conflict(Exception):
     """Another writer committed this session first: reload and redo the turn."""
 

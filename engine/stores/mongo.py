@@ -39,7 +39,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from engine.messages import SessionKey
-from engine.stores.base import Conflict, Session, StoreError
+from engine.stores.base import Conflict, Session, SessionTooLarge, StoreError
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
@@ -62,10 +62,6 @@ CLIENT_DEFAULTS = {"serverSelectionTimeoutMS": 5000, "connectTimeoutMS": 5000, "
 """Client options a URL gets unless it sets them itself: an unreachable server fails fast."""
 STORE_OPTIONS = ("collection", "ttlSeconds", "maxSessionBytes")
 """URL query options the store reads itself (the client never sees them)."""
-
-
-class SessionTooLarge(StoreError):
-    """The session document would exceed the store's size limit; nothing was written."""
 
 
 class MongoStore:
