@@ -74,6 +74,9 @@ class MeteredStore:
     async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
         return await self._timed("list", self.store.list_sessions(partition, limit))
 
+    async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
+        return await self._timed("undelivered", self.store.undelivered(app, since, until, limit))
+
     async def close(self) -> None:
         await self.store.close()
 

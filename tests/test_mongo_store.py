@@ -284,7 +284,7 @@ class TestDocuments:
                 "_id_": [("_id", 1)],
                 "partition_updated": [("partition", 1), ("updated", -1)],
                 "updated": [("updated", -1)],
-                "app": [("app", 1)],
+                "app_updated": [("app", 1), ("updated", 1)],
             }
             assert await raw[DEFAULT_COLLECTION].index_information() == indexes
         finally:

@@ -112,3 +112,22 @@ class TestStoreContract:
         two = await store.load(SessionKey("p", "two"))
         assert one is not None and two is not None
         assert (one.state, two.state) == ({"app": 1}, {"app": 2})
+
+    async def test_undelivered_finds_a_bots_sessions_with_replies_waiting_in_a_time_window(self, store: Store) -> None:
+        reply = {"seq": 1, "to": {}, "message": {"text": "hi"}}
+        waiting = []
+        for n in range(3):
+            waiting.append(first(SessionKey(f"p:{n}", "bot"), outbox=(reply,), next_seq=2))
+            await store.commit(waiting[-1])
+            await asyncio.sleep(0.01)
+        await store.commit(first(SessionKey("p:delivered", "bot")))  # nothing waiting
+        await store.commit(first(SessionKey("p:0", "other-bot"), outbox=(reply,), next_seq=2))  # another bot
+        since, until = waiting[0].updated, waiting[-1].updated + 1
+        found = await store.undelivered("bot", since, until)
+        assert [s.key for s in found] == [s.key for s in waiting]  # least recently updated first
+        assert found[0] == waiting[0]
+        assert [s.key for s in await store.undelivered("bot", since, until, limit=2)] == [s.key for s in waiting[:2]]
+        assert [s.key for s in await store.undelivered("bot", waiting[1].updated, until)] == [s.key for s in waiting[1:]]
+        assert await store.undelivered("bot", since, waiting[0].updated) == []  # `until` is excluded
+        assert await store.mark_delivered(waiting[0].key, waiting[0].revision, 1)
+        assert [s.key for s in await store.undelivered("bot", 0, until + 60)] == [s.key for s in waiting[1:]]

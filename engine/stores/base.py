@@ -111,4 +111,9 @@ class Store(Protocol):
         """Sessions of one partition (or all), most recently updated first. Never writes."""
         ...
 
+    async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
+        """Sessions of `app` last updated in [since, until) (Unix seconds) whose outbox still holds
+        replies, least recently updated first. Never writes."""
+        ...
+
     async def close(self) -> None: ...

@@ -45,5 +45,11 @@ class MemoryStore:
         sessions.sort(key=lambda s: s.updated, reverse=True)
         return sessions[:limit]
 
+    async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
+        sessions = [Session.from_record(json.loads(text)) for key, text in self._records.items() if key.app == app]
+        waiting = [s for s in sessions if s.outbox and since <= s.updated < until]
+        waiting.sort(key=lambda s: s.updated)
+        return waiting[:limit]
+
     async def close(self) -> None:
         pass

@@ -201,6 +201,15 @@ class MongoStore:
             documents = [document async for document in cursor]
         return [self._session(document) for document in documents]
 
+    async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
+        # BSON dates hold milliseconds: compare at that precision, as the stored dates were cut to it.
+        window = {"$gte": _date(math.floor(since * 1000) / 1000), "$lt": _date(math.floor(until * 1000) / 1000)}
+        query = {"app": app, "updated": window, "outbox.0": {"$exists": True}}
+        with self._operation("finding undelivered replies", None):
+            cursor = self.collection.find(query).sort("updated", pymongo.ASCENDING).limit(limit)
+            documents = [document async for document in cursor]
+        return [self._session(document) for document in documents]
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -274,9 +283,10 @@ class MongoStore:
                     [("partition", pymongo.ASCENDING), ("updated", pymongo.DESCENDING)], name="partition_updated"
                 )
                 await self.collection.create_index([("updated", pymongo.DESCENDING)], name="updated")
-                # A session's app never changes, so this index costs a write only when a session is
-                # created; it serves per-bot queries (counting a bot's sessions, removing a retired bot's).
-                await self.collection.create_index("app", name="app")
+                # Per-bot queries: a bot's sessions with replies left undelivered, by last update.
+                await self.collection.create_index(
+                    [("app", pymongo.ASCENDING), ("updated", pymongo.ASCENDING)], name="app_updated"
+                )
                 if self.ttl is not None:
                     # Each document carries its own expiry date, so changing the TTL needs no index change.
                     await self.collection.create_index("expire_at", name="expire_at", expireAfterSeconds=0)

@@ -31,7 +31,7 @@ log = logging.getLogger("convoflow.stores.sqlite")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Kept in `PRAGMA user_version`; a later schema change migrates from it."""
 
 DEFAULT_TIMEOUT = 5.0
@@ -50,6 +50,8 @@ _SCHEMA = (
         updated   REAL NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS sessions_by_partition ON sessions (partition, updated)",
+    # version 2: finding a bot's sessions with replies left undelivered, by time of last update
+    "CREATE INDEX IF NOT EXISTS sessions_by_app ON sessions (app, updated)",
 )
 
 
@@ -111,6 +113,9 @@ class SQLiteStore:
 
     async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
         return await self._call(self._list, partition, limit)
+
+    async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
+        return await self._call(self._undelivered, app, since, until, limit)
 
     async def close(self) -> None:
         if self._closed:
@@ -248,6 +253,15 @@ class SQLiteStore:
             rows = self._connection().execute(
                 f"{select} WHERE partition = ? ORDER BY updated DESC LIMIT ?", (partition, limit)
             )
+        return [_session(row) for row in rows]
+
+    def _undelivered(self, app: str, since: float, until: float, limit: int) -> list[Session]:
+        rows = self._connection().execute(
+            "SELECT partition, app, revision, updated, record FROM sessions"
+            " WHERE app = ? AND updated >= ? AND updated < ? AND json_array_length(record, '$.outbox') > 0"
+            " ORDER BY updated LIMIT ?",
+            (app, since, until, limit),
+        )
         return [_session(row) for row in rows]
 
 
