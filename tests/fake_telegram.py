@@ -144,14 +144,15 @@ class FakeTelegram:
         return [c for c in self.calls if c.method == method]
 
     async def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-        """Wait until `condition()` is truthy (checked after every call); returns its value."""
+        """Wait until `condition()` is truthy (checked after every call, and every 20 ms for
+        conditions on other things); returns its value."""
         deadline = time.monotonic() + timeout
         while not (found := condition()):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"timed out waiting; calls so far: {[(c.method, c.params) for c in self.calls][-10:]}")
             try:
-                await asyncio.wait_for(self._tick.wait(), left)
+                await asyncio.wait_for(self._tick.wait(), min(left, 0.02))
             except asyncio.TimeoutError:
                 pass
         return found

@@ -176,16 +176,20 @@ class FlakyStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.down = False
+        self.refused = 0
 
     async def load(self, key: SessionKey) -> Session | None:
-        if self.down:
-            raise StoreError("database unreachable")
+        self._check()
         return await super().load(key)
 
     async def commit(self, session: Session) -> None:
-        if self.down:
-            raise StoreError("database unreachable")
+        self._check()
         await super().commit(session)
+
+    def _check(self) -> None:
+        if self.down:
+            self.refused += 1
+            raise StoreError("database unreachable")
 
 
 async def test_store_outage_answers_5xx_so_telegram_redelivers(caplog: pytest.LogCaptureFixture) -> None:
