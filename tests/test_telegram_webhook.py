@@ -463,3 +463,13 @@ async def test_replies_to_a_migrated_chat_follow_it(guessbot: Bot) -> None:
     assert await guessbot.post(message(old, BO, "/start")) == 200
     assert guessbot.fake.texts(-1004002) == ["Guess a number between 1 and 10.", "Your guess?"]
 
+
+
+async def test_commands_other_than_start_and_cancel_reach_the_flow() -> None:
+    bot = await start_bot(echo, app="echo")
+    try:
+        await say(bot, ANN, "/start")
+        assert await say(bot, ANN, "/help@guess_bot me") == ['got "/help me"']
+        assert await say(bot, ANN, "/cancel") == ["Okay, stopped. Send /start to begin again."]
+    finally:
+        await bot.close()
