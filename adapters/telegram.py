@@ -133,7 +133,8 @@ class TelegramChannel:
     # --- updates ------------------------------------------------------------------------------
 
     async def _webhook(self, request: web.Request) -> web.Response:
-        if not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), self.webhook_secret):
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")  # any bytes may come
+        if not hmac.compare_digest(given, self.webhook_secret):
             log.warning("webhook call with a missing or wrong secret from %s refused", request.remote)
             return web.Response(status=403, text="wrong secret")
         if not self._ready:

@@ -271,6 +271,19 @@ async def test_a_missing_or_wrong_secret_is_refused(guessbot: Bot, secret: str |
     assert guessbot.fake.sent() == [] and await guessbot.store.list_sessions() == []
 
 
+async def test_a_secret_header_that_is_not_utf8_is_refused(guessbot: Bot) -> None:
+    assert guessbot.server is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", guessbot.server.port)
+    body = json.dumps(message(ANN, text="/start")).encode()
+    writer.write(b"POST /telegram/webhook HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
+                 b"X-Telegram-Bot-Api-Secret-Token: s3cret_Webhook-tok\xf1n\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"403"
+    assert guessbot.fake.sent() == [] and await guessbot.store.list_sessions() == []
+
+
 @pytest.mark.parametrize(("body", "why"), [
     (b"this is not json", "body is not JSON"),
     (b"[1, 2]", "no integer update_id"),
