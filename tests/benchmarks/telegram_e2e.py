@@ -132,6 +132,8 @@ class Result:
     turns: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
+    cpu_seconds: float = float("nan")
+    """CPU time the bot's process spent during the timed part (steadier than wall time on a busy machine)."""
 
     @property
     def per_second(self) -> float:
@@ -158,7 +160,7 @@ class Players:
         if text.startswith(TERMINAL) and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def run(self, name: str) -> Result:
+    async def run(self, name: str, pid: int) -> Result:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
             # Warm up first (lazy imports, schema building, first connections), in chats of their own.
@@ -166,10 +168,10 @@ class Players:
             self.turns = 5
             await asyncio.gather(*(self.play(http, 20_000_000 + n) for n in range(10)))
             self.turns = warm
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_seconds(pid)
             latencies = await asyncio.gather(*(self.play(http, 10_000_000 + n) for n in range(self.chats)))
-            seconds = time.perf_counter() - started
-        return Result(name, self.chats * self.turns, seconds, [t for chat in latencies for t in chat])
+            seconds, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
+        return Result(name, self.chats * self.turns, seconds, [t for chat in latencies for t in chat], cpu)
 
     async def play(self, http: aiohttp.ClientSession, chat_id: int) -> list[float]:
         latencies: list[float] = []
@@ -209,6 +211,15 @@ async def start_bot(contestant: Contestant, fake: FakeTelegram) -> subprocess.Po
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)  # the webhook route is served before setWebhook; let start-up settle
     return process
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_bot(process: subprocess.Popen[bytes]) -> None:
@@ -263,18 +274,19 @@ async def bench(args: argparse.Namespace) -> None:
             fake.record = False
             try:
                 players = Players(fake, f"http://127.0.0.1:{contestant.port}{contestant.path}", args.chats, args.turns)
-                result = await players.run(contestant.name)
+                result = await players.run(contestant.name, process.pid)
             finally:
                 fake.listeners.clear()
                 stop_bot(process)
             results.append(result)
-            print(f"round {round_ + 1}: {result.name}: {result.per_second:,.0f} turns/s", flush=True)
+            print(f"round {round_ + 1}: {result.name}: {result.per_second:,.0f} turns/s, "
+                  f"{result.cpu_seconds / result.turns * 1000:.2f} ms CPU per turn", flush=True)
     await fake.close()
 
     print()
     print(f"Telegram webhook end to end: {args.chats} chats x {args.turns} turns, {os.cpu_count()} cores, "
           f"best of {args.rounds} round(s)")
-    print(f"{'bot':<38} {'turns/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs aiogram':>11}")
+    print(f"{'bot':<38} {'turns/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs aiogram':>11} {'CPU ms/turn':>12}")
     best: dict[str, Result] = {}
     for result in results:
         if result.name not in best or result.per_second > best[result.name].per_second:
@@ -283,7 +295,7 @@ async def bench(args: argparse.Namespace) -> None:
     for contestant in contestants:
         r = best[contestant.name]
         print(f"{r.name:<38} {r.per_second:>9,.0f} {r.percentile(50):>8.1f} {r.percentile(99):>8.1f} "
-              f"{r.per_second / aiogram:>10.2f}x")
+              f"{r.per_second / aiogram:>10.2f}x {r.cpu_seconds / r.turns * 1000:>12.2f}")
 
 
 def main() -> None:
