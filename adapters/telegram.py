@@ -21,7 +21,7 @@ from typing import Any, Coroutine
 
 from aiohttp import web
 from telegram import Bot, Update
-from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application
 from telegram.warnings import PTBUserWarning
 
@@ -74,12 +74,13 @@ class TelegramChannel:
         self.webhook_secret = (webhook_secret or "").encode()
         self.identity = BotIdentity(int(token.partition(":")[0]), "")
         root = (api_url or DEFAULT_API_URL).rstrip("/").removesuffix("/bot")
+        self._requests = [AiohttpRequest(options.connection_limit)]
         builder = (
             Application.builder()
             .token(token)
             .base_url(f"{root}/bot")
             .base_file_url(f"{root}/file/bot")
-            .request(AiohttpRequest(options.connection_limit))
+            .request(self._requests[0])
             .rate_limiter(AIORateLimiter(
                 overall_max_rate=options.overall_max_rate,
                 group_max_rate=options.group_max_rate,
@@ -89,7 +90,8 @@ class TelegramChannel:
         if self.webhook_url:
             builder = builder.updater(None)
         else:
-            builder = builder.get_updates_request(AiohttpRequest(2, read_timeout=5.0))
+            self._requests.append(AiohttpRequest(2, read_timeout=5.0))
+            builder = builder.get_updates_request(self._requests[1])
         self.application = builder.build()
         self._ready = False
         self._consumer: asyncio.Task[None] | None = None
@@ -105,19 +107,36 @@ class TelegramChannel:
         return [web.post(WEBHOOK_PATH, self._webhook)] if self.webhook_url else []
 
     async def start(self) -> None:
-        await self.application.initialize()  # getMe: the bot's id and username
+        try:
+            await self.application.initialize()  # getMe: the bot's id and username
+        except InvalidToken:  # its message quotes the token: not repeated here
+            await self._close_requests()
+            raise ValueError("Telegram refused the bot token") from None
+        except BaseException:
+            await self._close_requests()
+            raise
         self.identity = BotIdentity(self.bot.id, self.bot.username or "")
         self._ready = True
         allowed = ["message", "callback_query", *(["edited_message"] if self.options.edited_messages else [])]
-        if self.webhook_url:
-            await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret.decode(), allowed_updates=allowed)
-            log.info("webhook set for @%s", self.identity.username)
-            return
-        updater = self.application.updater
-        assert updater is not None
-        await updater.start_polling(timeout=int(self.options.poll_timeout), allowed_updates=allowed)  # deletes any webhook first
+        try:
+            if self.webhook_url:
+                await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret.decode(), allowed_updates=allowed)
+                log.info("webhook set for @%s", self.identity.username)
+                return
+            updater = self.application.updater
+            assert updater is not None
+            await updater.start_polling(timeout=int(self.options.poll_timeout), allowed_updates=allowed)  # deletes any webhook first
+        except BaseException:
+            self._ready = False
+            await self.application.shutdown()
+            raise
         self._consumer = asyncio.create_task(self._consume(), name="telegram-updates")
         log.info("polling for @%s", self.identity.username)
+
+    async def _close_requests(self) -> None:
+        """PTB shuts its requests down only once initialized: after a failed start, we do."""
+        for request in self._requests:
+            await request.shutdown()
 
     async def stop(self) -> None:
         """Stop taking updates, finish the turns in flight (every polled update included)."""

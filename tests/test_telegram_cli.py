@@ -65,7 +65,7 @@ class BotProcess:
             cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
+            for _ in range(1200):  # up to a minute on a busy machine
                 if self.process.returncode is not None:
                     break
                 try:
@@ -161,6 +161,19 @@ async def test_the_webhook_refuses_a_wrong_secret(fake: FakeTelegram, tmp_path: 
         assert fake.sent() == []
     finally:
         await bot.terminate()
+
+
+async def test_a_token_telegram_refuses_is_a_clear_error(fake: FakeTelegram) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TELEGRAM_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters.cli", "run", "bots/guessbot.py", "--channel", "telegram", "--store", "memory://",
+        "--port", str(free_port()), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**environment, "PYTHONPATH": str(ROOT), "TELEGRAM_BOT_TOKEN": "123:revoked", "TELEGRAM_API_URL": fake.url})
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2, stderr.decode()
+    assert "convoflow: error: Telegram refused the bot token\n" in stderr.decode()
+    assert "revoked" not in stderr.decode()  # the token is never printed
+    assert "Traceback" not in stderr.decode() and "Unclosed" not in stderr.decode()
 
 
 @pytest.mark.parametrize(("env", "error"), [
