@@ -49,6 +49,9 @@ POLLED_ATTEMPTS = 5
 
 
 class TelegramChannel:
+    """`token` as @BotFather gives it; a `webhook_url` (with its `webhook_secret`) selects webhook
+    mode, none long polling; `api_url` is the root URL of the Bot API server (Telegram's when None)."""
+
     name = "telegram"
 
     def __init__(
