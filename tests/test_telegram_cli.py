@@ -214,3 +214,13 @@ def test_a_bot_module_opts_into_edited_messages(tmp_path: Path) -> None:
     plain = load_bot("bots/guessbot.py")
     channel = SERVER_CHANNELS["telegram"](Engine(plain.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     assert isinstance(channel, TelegramChannel) and not channel.options.edited_messages
+
+
+@pytest.mark.parametrize(("arguments", "error"), [
+    ({"token": "nope"}, "bot token is malformed"),
+    ({"webhook_url": "https://bot.example.org/telegram/webhook"}, "needs a webhook secret"),
+    ({"webhook_url": "https://bot.example.org/telegram/webhook", "webhook_secret": "a b"}, "webhook secret must be"),
+])
+def test_the_channel_checks_its_arguments_too(arguments: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        TelegramChannel(Engine(load_bot("bots/guessbot.py").dialog, MemoryStore()), **{"token": TOKEN, **arguments})
