@@ -211,6 +211,11 @@ def test_a_bot_module_opts_into_edited_messages(tmp_path: Path) -> None:
     bot = load_bot(str(tmp_path / "editbot.py"))
     channel = SERVER_CHANNELS["telegram"](Engine(bot.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     assert isinstance(channel, TelegramChannel) and channel.options.edited_messages
+    (tmp_path / "dictbot.py").write_text((tmp_path / "editbot.py").read_text().replace(
+        "TelegramOptions(edited_messages=True)", "{'edited_messages': True}"))
+    wrong = load_bot(str(tmp_path / "dictbot.py"))
+    with pytest.raises(ValueError, match="dictbot.telegram_options must be a TelegramOptions, not dict"):
+        SERVER_CHANNELS["telegram"](Engine(wrong.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     plain = load_bot("bots/guessbot.py")
     channel = SERVER_CHANNELS["telegram"](Engine(plain.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     assert isinstance(channel, TelegramChannel) and not channel.options.edited_messages
