@@ -3,6 +3,7 @@ HTTP app, talking to the fake Bot API, with helpers to post updates and play the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -41,7 +42,7 @@ class Bot:
         headers = {"Content-Type": "application/json"}
         if secret is not None:
             headers[SECRET_HEADER] = secret
-        body = raw if raw is not None else _dumps(update)
+        body = raw if raw is not None else json.dumps(update).encode()
         async with self.http.post(self.server.make_url(WEBHOOK_PATH), data=body, headers=headers) as response:
             await response.read()
             return response.status
@@ -98,9 +99,3 @@ async def binary_search(say: Callable[[str], Awaitable[str]]) -> int:
         else:
             raise AssertionError(f"unexpected answer {answer!r} to guess {guess}")
         assert low <= high, "the secret changed mid-game"
-
-
-def _dumps(update: Any) -> bytes:
-    import json
-
-    return json.dumps(update).encode()
