@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from typing import Mapping, Sequence
+from urllib.parse import urlsplit
 
 from typing import Callable
 
@@ -33,7 +34,35 @@ SECRET_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "SLACK_BOT_T
 ChannelBuilder = Callable[[Engine, Store, Mapping[str, str]], Channel]
 """Builds a channel from the engine, the opened store (unwrapped, so a channel may keep its own
 records in the same database) and the environment."""
-SERVER_CHANNELS: dict[str, ChannelBuilder] = {}
+
+
+def telegram_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Channel:
+    """Webhook mode when TELEGRAM_WEBHOOK_URL is set (with TELEGRAM_WEBHOOK_SECRET), else polling."""
+    from adapters.telegram import TelegramChannel
+    from adapters.telegram_options import SECRET_PATTERN, TOKEN_PATTERN, bot_options
+
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    secret = env.get("TELEGRAM_WEBHOOK_SECRET", "").strip() or None
+    url = env.get("TELEGRAM_WEBHOOK_URL", "").strip() or None
+    api_url = env.get("TELEGRAM_API_URL", "").strip() or None
+    if not token:
+        raise ConfigError("TELEGRAM_BOT_TOKEN is not set (the token @BotFather gave your bot)")
+    if not TOKEN_PATTERN.fullmatch(token):
+        raise ConfigError("TELEGRAM_BOT_TOKEN is malformed (expected <bot id>:<key>, as @BotFather gives it)")
+    if url and not secret:
+        raise ConfigError("TELEGRAM_WEBHOOK_URL is set but TELEGRAM_WEBHOOK_SECRET is not; a webhook needs a secret")
+    if secret and not SECRET_PATTERN.fullmatch(secret):
+        raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    for name, value in (("TELEGRAM_WEBHOOK_URL", url), ("TELEGRAM_API_URL", api_url)):
+        if value and not (urlsplit(value).scheme in ("https", "http") and urlsplit(value).hostname):
+            raise ConfigError(f"{name}={value!r} is not an http(s) URL")
+    return TelegramChannel(engine, token, webhook_secret=secret, webhook_url=url, api_url=api_url,
+                           options=bot_options(engine.dialog_factory))
+
+
+SERVER_CHANNELS: dict[str, ChannelBuilder] = {
+    "telegram": telegram_channel,
+}
 """The channels served over HTTP, by name; `--channel all` runs every one of them."""
 
 
@@ -109,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
     sessions.add_argument("--store", help="store URL (as for run)")
     views = sessions.add_subparsers(dest="view", required=True)
     listing = views.add_parser("list", help="list sessions, newest first")
-    listing.add_argument("partition", nargs="?", help="only this partition, e.g. telegram:7:42")
+    listing.add_argument("partition", nargs="?", help="only this partition and those under it, e.g. telegram:7:42")
     listing.add_argument("--limit", type=int, default=50)
     show = views.add_parser("show", help="show one session: where it waits, its record, its outbox")
     show.add_argument("key", help="session key PARTITION/APP, as printed by `sessions list`")

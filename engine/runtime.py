@@ -186,6 +186,22 @@ class Engine:
             session = await self.store.load(key)
             return [] if session is None else await self._deliver(session, deliver)
 
+    async def move(self, old: SessionKey, new: SessionKey, address: dict[str, Any]) -> bool:
+        """Continue the session `old` under the key `new` (a chat that changed its id): `new`
+        starts as a copy (state, seen ids, outbox readdressed to `address`) and `old` ends.
+        Returns False when `old` has no conversation in progress or `new` already exists."""
+        first, second = sorted((old, new))  # one lock order, so two moves never deadlock
+        async with self._serialised(first), self._serialised(second):
+            session = await self.store.load(old)
+            if session is None or session.state is None or await self.store.load(new) is not None:
+                return False
+            outbox = tuple({**item, "to": address} for item in session.outbox)
+            await self.store.commit(replace(session, key=new, revision=0, outbox=outbox, address=address).advanced())
+            await self.store.commit(session.advanced(state=None, outbox=()))
+            self._forget(old)
+            log.info("session %s moved to %s", old, new)
+            return True
+
     # --- one turn ------------------------------------------------------------------------------
 
     async def _turn(self, session: Session, incoming: Incoming) -> tuple[Session, Outcome, Play | None]:

@@ -93,6 +93,15 @@ class TestStoreContract:
         assert len(await store.list_sessions(limit=2)) == 2
         assert await store.list_sessions("nobody") == []
 
+    async def test_list_sessions_includes_partitions_under_the_one_named(self, store: Store) -> None:
+        keys = [SessionKey("t:7:-100", "a"), SessionKey("t:7:-100:42", "a"), SessionKey("t:7:-100:5:42", "b"),
+                SessionKey("t:7:-1000", "a"), SessionKey("t:7:-10", "a"), SessionKey("t:7:-100;x", "a")]
+        for key in keys:
+            await store.commit(first(key))
+        listed = {s.key for s in await store.list_sessions("t:7:-100")}
+        assert listed == set(keys[:3])
+        assert {s.key for s in await store.list_sessions("t:7:-100:42")} == {keys[1]}
+
     async def test_user_text_round_trips_unchanged(self, store: Store) -> None:
         hostile = {
             "$set": "a.b", "key.with.dots": "$where", "": "empty key",

@@ -108,7 +108,8 @@ class Store(Protocol):
         ...
 
     async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
-        """Sessions of one partition (or all), most recently updated first. Never writes."""
+        """Sessions of one partition and the partitions under it (`telegram:7:-100` also lists
+        `telegram:7:-100:42`), or all sessions; most recently updated first. Never writes."""
         ...
 
     async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:

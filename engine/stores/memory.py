@@ -40,7 +40,7 @@ class MemoryStore:
         sessions = [
             Session.from_record(json.loads(text))
             for key, text in self._records.items()
-            if partition is None or key.partition == partition
+            if partition is None or key.partition == partition or key.partition.startswith(partition + ":")
         ]
         sessions.sort(key=lambda s: s.updated, reverse=True)
         return sessions[:limit]

@@ -250,8 +250,10 @@ class SQLiteStore:
         if partition is None:
             rows = self._connection().execute(f"{select} ORDER BY updated DESC LIMIT ?", (limit,))
         else:
+            # The partition itself and every partition under it ("p:..." sorts between "p:" and "p;").
             rows = self._connection().execute(
-                f"{select} WHERE partition = ? ORDER BY updated DESC LIMIT ?", (partition, limit)
+                f"{select} WHERE partition = ? OR (partition > ? AND partition < ?) ORDER BY updated DESC LIMIT ?",
+                (partition, partition + ":", partition + ";", limit),
             )
         return [_session(row) for row in rows]
 

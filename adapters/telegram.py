@@ -1,0 +1,271 @@
+"""The Telegram channel: any convoflow bot as a Telegram bot, through python-telegram-bot 22.
+
+Two ways in. Webhook mode (a webhook URL is given): Telegram posts updates to
+`POST /telegram/webhook` on our server, each checked against the webhook secret and answered 2xx
+only once its turn is committed, so a crash or a store outage makes Telegram deliver it again.
+Polling mode (no URL): PTB's updater long-polls `getUpdates`. Updates of different chats run
+concurrently; the Engine keeps each session's updates in order.
+
+Replies go out through PTB's bot with its AIORateLimiter (which also waits out 429 RetryAfter)
+over one aiohttp session. A user who blocked the bot, or a chat that is gone, ends the reply as
+undeliverable; network errors and 5xx answers are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import warnings
+from typing import Any, Coroutine
+
+from aiohttp import web
+from telegram import Bot, Update
+from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError
+from telegram.ext import AIORateLimiter, Application
+from telegram.warnings import PTBUserWarning
+
+from adapters.telegram_options import SECRET_PATTERN, TOKEN_PATTERN, TelegramOptions
+from adapters.telegram_render import render
+from adapters.telegram_request import AiohttpRequest
+from adapters.telegram_updates import BotIdentity, Ignored, MalformedUpdate, Migration, parse_update, partition, translate
+from engine.messages import Incoming, Reply, SessionKey
+from engine.runtime import DeliveryFailed, Engine, TooManyConflicts, Undeliverable
+from engine.stores.base import StoreError
+
+log = logging.getLogger("convoflow.telegram")
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+DEFAULT_API_URL = "https://api.telegram.org"
+MIGRATION_LIMIT = 200_000
+"""Sessions moved when a group becomes a supergroup (a supergroup holds at most 200,000 members)."""
+RAW_SENDS_WARNING = r"Please use 'Bot\.send_(message|photo|document)'"
+"""Replies go out through `Bot.do_api_request`, which returns the raw answer: the typed send_*
+methods would parse each answer into a Message nobody reads (a fifth of a turn's CPU). PTB warns
+towards the typed methods; for these sends the raw call is meant."""
+POLLED_ATTEMPTS = 5
+"""A polled update is already acknowledged to Telegram: a store outage is waited out this often."""
+
+
+class TelegramChannel:
+    """`token` as @BotFather gives it; a `webhook_url` (with its `webhook_secret`) selects webhook
+    mode, none long polling; `api_url` is the root URL of the Bot API server (Telegram's when None)."""
+
+    name = "telegram"
+
+    def __init__(
+        self,
+        engine: Engine,
+        token: str,
+        *,
+        webhook_secret: str | None = None,
+        webhook_url: str | None = None,
+        api_url: str | None = None,
+        options: TelegramOptions = TelegramOptions(),
+    ) -> None:
+        if not TOKEN_PATTERN.fullmatch(token):
+            raise ValueError("the bot token is malformed (expected <bot id>:<key>, as @BotFather gives it)")
+        if webhook_url and not webhook_secret:
+            raise ValueError("webhook mode needs a webhook secret")
+        if webhook_secret is not None and not SECRET_PATTERN.fullmatch(webhook_secret):
+            raise ValueError("the webhook secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        warnings.filterwarnings("ignore", RAW_SENDS_WARNING, PTBUserWarning)
+        self.engine = engine
+        self.options = options
+        self.webhook_url = webhook_url or None
+        self.webhook_secret = (webhook_secret or "").encode()
+        self.identity = BotIdentity(int(token.partition(":")[0]), "")
+        root = (api_url or DEFAULT_API_URL).rstrip("/").removesuffix("/bot")
+        self._requests = [AiohttpRequest(options.connection_limit)]
+        builder = (
+            Application.builder()
+            .token(token)
+            .base_url(f"{root}/bot")
+            .base_file_url(f"{root}/file/bot")
+            .request(self._requests[0])
+            .rate_limiter(AIORateLimiter(
+                overall_max_rate=options.overall_max_rate,
+                group_max_rate=options.group_max_rate,
+                max_retries=options.retry_after_retries,
+            ))
+        )
+        if self.webhook_url:
+            builder = builder.updater(None)
+        else:
+            self._requests.append(AiohttpRequest(2, read_timeout=5.0))
+            builder = builder.get_updates_request(self._requests[1])
+        self.application = builder.build()
+        self._ready = False
+        self._consumer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        if webhook_secret and not self.webhook_url:
+            log.warning("a webhook secret is set but no webhook URL: polling, the secret is unused")
+
+    @property
+    def bot(self) -> Bot:
+        return self.application.bot
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(WEBHOOK_PATH, self._webhook)] if self.webhook_url else []
+
+    async def start(self) -> None:
+        try:
+            await self.application.initialize()  # getMe: the bot's id and username
+        except InvalidToken:  # its message quotes the token: not repeated here
+            await self._close_requests()
+            raise ValueError("Telegram refused the bot token") from None
+        except BaseException:
+            await self._close_requests()
+            raise
+        self.identity = BotIdentity(self.bot.id, self.bot.username or "")
+        self._ready = True
+        allowed = ["message", "callback_query", *(["edited_message"] if self.options.edited_messages else [])]
+        try:
+            if self.webhook_url:
+                await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret.decode(), allowed_updates=allowed)
+                log.info("webhook set for @%s", self.identity.username)
+                return
+            updater = self.application.updater
+            assert updater is not None
+            await updater.start_polling(timeout=int(self.options.poll_timeout), allowed_updates=allowed)  # deletes any webhook first
+        except BaseException:
+            self._ready = False
+            await self.application.shutdown()
+            raise
+        self._consumer = asyncio.create_task(self._consume(), name="telegram-updates")
+        log.info("polling for @%s", self.identity.username)
+
+    async def _close_requests(self) -> None:
+        """PTB shuts its requests down only once initialized: after a failed start, we do."""
+        for request in self._requests:
+            await request.shutdown()
+
+    async def stop(self) -> None:
+        """Stop taking updates, finish the turns in flight (every polled update included)."""
+        self._ready = False
+        updater = self.application.updater
+        if updater is not None and updater.running:
+            await updater.stop()  # also tells Telegram which updates were fetched
+        if self._consumer is not None:
+            self._consumer.cancel()
+            self._consumer = None
+            queue = self.application.update_queue
+            while not queue.empty():
+                update = queue.get_nowait()
+                if isinstance(update, Update):
+                    self._spawn(self._polled(update))
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.application.shutdown()
+
+    # --- updates ------------------------------------------------------------------------------
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")  # any bytes may come
+        if not hmac.compare_digest(given, self.webhook_secret):
+            log.warning("webhook call with a missing or wrong secret from %s refused", request.remote)
+            return web.Response(status=403, text="wrong secret")
+        if not self._ready:
+            return web.Response(status=503, text="starting", headers={"Retry-After": "1"})
+        body = await request.read()  # aiohttp answers 413 above the app's client_max_size
+        try:
+            update = parse_update(body, self.bot)
+            await self.process(update)
+        except MalformedUpdate as error:
+            log.warning("webhook body refused: %s", error)
+            return web.Response(status=400, text=str(error))
+        except (StoreError, TooManyConflicts) as error:
+            log.warning("update not processed, Telegram will deliver it again: %s", error)
+            return web.Response(status=503, text="store unavailable")
+        return web.Response(text="ok")
+
+    async def process(self, update: Update) -> None:
+        """One update, through to the committed turn. Raises MalformedUpdate, or StoreError /
+        TooManyConflicts when nothing was committed (the update must come again)."""
+        query = update.callback_query
+        try:
+            found = translate(update, self.identity, self.engine.app, self.options.edited_messages)
+            if isinstance(found, Incoming):
+                try:
+                    await self.engine.handle(found, self.deliver)
+                except DeliveryFailed as failed:  # committed: the replies wait in the outbox
+                    log.warning("%s", failed)
+            elif isinstance(found, Migration):
+                await self._migrate(found)
+            else:
+                log.debug("update %s ignored: %s", update.update_id, found.reason)
+        finally:
+            if query is not None:
+                await self._answer(query.id)  # always, so the user's button stops spinning
+
+    async def _consume(self) -> None:
+        queue = self.application.update_queue
+        while True:
+            update = await queue.get()
+            if isinstance(update, Update):
+                self._spawn(self._polled(update))
+
+    async def _polled(self, update: Update) -> None:
+        for attempt in range(POLLED_ATTEMPTS):
+            try:
+                await self.process(update)
+                return
+            except MalformedUpdate as error:
+                log.warning("polled update refused: %s", error)
+                return
+            except (StoreError, TooManyConflicts) as error:
+                log.warning("update %s not processed (attempt %d): %s", update.update_id, attempt + 1, error)
+                await asyncio.sleep(self.options.backoff_seconds * 2**attempt)
+            except Exception:
+                log.exception("update %s failed", update.update_id)
+                return
+        log.error("update %s dropped: the store stayed unavailable", update.update_id)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, query_id: str) -> None:
+        try:
+            await self.bot.answer_callback_query(query_id)
+        except TelegramError as error:  # an old or already answered query: nothing to stop
+            log.debug("answerCallbackQuery %s: %s", query_id, error)
+
+    async def _migrate(self, migration: Migration) -> None:
+        old = partition(self.identity.id, migration.old_chat)
+        new = partition(self.identity.id, migration.new_chat)
+        sessions = await self.engine.store.list_sessions(old, limit=MIGRATION_LIMIT)
+        moved = 0
+        for session in sessions:
+            if session.key.app == self.engine.app:
+                target = SessionKey(new + session.key.partition.removeprefix(old), session.key.app)
+                moved += await self.engine.move(session.key, target, {"chat_id": migration.new_chat})
+        log.info("chat %s became %s: %d sessions moved", migration.old_chat, migration.new_chat, moved)
+
+    # --- replies ------------------------------------------------------------------------------
+
+    async def deliver(self, reply: Reply) -> None:
+        for send in render(reply):
+            await self._send(send.method, send.kwargs)
+
+    async def _send(self, method: str, kwargs: dict[str, Any]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.bot.do_api_request(method, api_kwargs=kwargs)
+                return
+            except (Forbidden, BadRequest) as error:  # blocked, kicked, chat gone, refused content
+                raise Undeliverable(f"{method} to chat {kwargs['chat_id']}: {error.message}") from error
+            except ChatMigrated as error:  # the group became a supergroup: send there
+                if attempt >= self.options.network_retries:
+                    raise
+                kwargs = {**kwargs, "chat_id": error.new_chat_id}
+            except NetworkError as error:  # timeouts, connection errors, 5xx
+                if attempt >= self.options.network_retries:
+                    raise
+                pause = self.options.backoff_seconds * 2**attempt
+                log.info("%s to chat %s failed (%s), retrying in %.1fs", method, kwargs["chat_id"], error, pause)
+                await asyncio.sleep(pause)
+            attempt += 1

@@ -1,0 +1,101 @@
+"""A Telegram bot under test: the real TelegramChannel (and python-telegram-bot) behind the real
+HTTP app, talking to the fake Bot API, with helpers to post updates and play the example bots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from adapters.loader import load_bot
+from adapters.server import make_app
+from adapters.telegram import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
+from adapters.telegram_options import TelegramOptions
+from engine.runtime import Engine
+from engine.stores import MemoryStore, Store
+from tests.fake_telegram import TOKEN, FakeTelegram
+
+SECRET = "s3cret_Webhook-token"
+FAST = TelegramOptions(backoff_seconds=0.01, poll_timeout=1)
+"""Test options: quick backoff and short long-polls (the retry logic is the same)."""
+
+
+@dataclass
+class Bot:
+    """A running bot: `post` sends a webhook update, `fake` is the Bot API it talks to."""
+
+    fake: FakeTelegram
+    engine: Engine
+    channel: TelegramChannel
+    server: TestServer | None = None
+    http: aiohttp.ClientSession = field(default_factory=aiohttp.ClientSession)
+
+    @property
+    def store(self) -> Store:
+        return self.engine.store
+
+    async def post(self, update: Any, secret: str | None = SECRET, raw: bytes | None = None) -> int:
+        assert self.server is not None, "a polling bot has no webhook"
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers[SECRET_HEADER] = secret
+        body = raw if raw is not None else json.dumps(update).encode()
+        async with self.http.post(self.server.make_url(WEBHOOK_PATH), data=body, headers=headers) as response:
+            await response.read()
+            return response.status
+
+    async def close(self) -> None:
+        await self.http.close()
+        if self.server is not None:
+            await self.server.close()
+        await self.channel.stop()
+        await self.store.close()
+        await self.fake.close()
+
+
+async def start_bot(
+    dialog: Callable[..., Any] | str,
+    *,
+    store: Store | None = None,
+    webhook: bool = True,
+    options: TelegramOptions = FAST,
+    app: str | None = None,
+) -> Bot:
+    """The bot (a dialog, or a bot spec such as "bots/guessbot.py") running in webhook or polling mode."""
+    if isinstance(dialog, str):
+        loaded = load_bot(dialog)
+        dialog, app = loaded.dialog, app or loaded.app
+    fake = await FakeTelegram().start()
+    engine = Engine(dialog, store or MemoryStore(), app=app)
+    channel = TelegramChannel(
+        engine, TOKEN, webhook_secret=SECRET if webhook else None,
+        webhook_url="https://bot.example.org/telegram/webhook" if webhook else None,
+        api_url=fake.url, options=options,
+    )
+    bot = Bot(fake, engine, channel)
+    if webhook:
+        bot.server = TestServer(make_app([channel]), host="127.0.0.1")
+        await bot.server.start_server()
+    await channel.start()
+    return bot
+
+
+async def binary_search(say: Callable[[str], Awaitable[str]]) -> int:
+    """Play one guessbot game by halving the range; returns the number of guesses."""
+    low, high, guesses = 1, 10, 0
+    while True:
+        guess = (low + high) // 2
+        guesses += 1
+        answer = await say(str(guess))
+        if answer.startswith("You got it"):
+            return guesses
+        if answer == "Higher!":
+            low = guess + 1
+        elif answer == "Lower!":
+            high = guess - 1
+        else:
+            raise AssertionError(f"unexpected answer {answer!r} to guess {guess}")
+        assert low <= high, "the secret changed mid-game"
