@@ -237,39 +237,45 @@ class Play:
 
     async def _drive(self, gen: Generator[Any, Any, Any], frame: Frame, path: tuple[str, ...]) -> Any:
         names, values, extras = frame.names, frame.values, frame.extras
-        value: Any = None
-        error: BaseException | None = None
+        send = gen.send
+        cursor = frame.cursor  # kept in step with frame.cursor except while replaying below
         try:
-            while True:
-                try:
-                    step = gen.send(value) if error is None else gen.throw(error)
-                except StopIteration as stop:
-                    return self._ended(frame, path, stop.value)
-                error = None
-                # Fast paths (a replay is mostly these): sends, and recorded steps.
-                cursor = frame.cursor
-                if type(step) is send_message:
-                    if cursor >= len(names) and frame.pending is None:
-                        self.outbox.append(step.message)
-                    value = None
-                    continue
-                if (
-                    cursor < len(names)
-                    and names[cursor] == getattr(step, "name", None)
-                    and cursor not in extras
-                    and step.version == DEFAULT_VERSION
-                ):
-                    frame.cursor = cursor + 1
-                    value = values[cursor]
-                    if type(value) is list or type(value) is dict:
-                        value = fresh(value)
-                    continue
-                if type(step) is dialog_result:
-                    return self._ended(frame, path, step.value)
-                try:
-                    value = await self._step(step, frame, path)
-                except Exception as exc:
-                    error, value = exc, None
+            try:
+                step = send(None)
+                while True:
+                    # Replaying recorded steps is most of a cold turn: a tight loop without awaits.
+                    while cursor < len(names):
+                        if type(step) is send_message:
+                            step = send(None)
+                            continue
+                        if (
+                            names[cursor] != getattr(step, "name", None)
+                            or cursor in extras
+                            or getattr(step, "version", None) != DEFAULT_VERSION
+                        ):
+                            break  # not a plain recorded result: the general path below decides
+                        value = values[cursor]
+                        cursor += 1
+                        step = send(fresh(value) if type(value) is list or type(value) is dict else value)
+                    frame.cursor = cursor
+                    if type(step) is send_message:
+                        if cursor >= len(names) and frame.pending is None:
+                            self.outbox.append(step.message)
+                        step = send(None)
+                        continue
+                    if type(step) is dialog_result:
+                        return self._ended(frame, path, step.value)
+                    try:
+                        value = await self._step(step, frame, path)
+                    except Exception as error:
+                        cursor = frame.cursor
+                        step = gen.throw(error)
+                        continue
+                    cursor = frame.cursor
+                    step = send(value)
+            except StopIteration as stop:
+                frame.cursor = cursor
+                return self._ended(frame, path, stop.value)
         except BaseException:
             gen.close()
             raise
