@@ -258,6 +258,22 @@ def test_a_session_whose_goto_target_left_the_code_restarts(caplog: pytest.LogCa
     assert "removed_menu" in caplog.text
 
 
+def test_a_fallback_may_goto_a_dialog_which_then_replaces_the_restarted_one(persistence: PersistenceProvider) -> None:
+    @dialog(name="welcome_back")
+    def welcome_back():
+        wants_menu = yield ask("We updated the bot. Straight to the menu?", choices=["yes", "no"])
+        if wants_menu == "yes":
+            yield goto(menu(10))
+
+    chat(released("original"), persistence, ["hi", "Ada"])
+    changed = released("swapped")
+    steps = chat(changed, persistence, ["red", "yes", "again", "again"], welcome_back)
+    assert [m.text if isinstance(m, Text) else m for step in steps for m in step.messages] == [
+        "We updated the bot. Straight to the menu?", "Menu?", "Visit 11", "Menu?", "Visit 12", "Menu?",
+    ]
+    assert not state_from_dict(stored(persistence)).handling_fallback
+
+
 # --- code that no longer matches its record --------------------------------------------------------
 
 def released(variant: str) -> Callable[[], BaseDialog[Any]]:
@@ -416,6 +432,17 @@ def test_an_unstorable_client_response_is_refused(persistence: PersistenceProvid
     chat(shopping, persistence, ["start"])
     with pytest.raises(UnstorableValue, match=r"dialog shopping: step 'get_client_response' produced .*object"):
         chat(shopping, persistence, [object()])
+
+
+def test_an_unstorable_final_result_is_refused_when_the_dialog_returns_it(persistence: PersistenceProvider) -> None:
+    @dialog(name="summary")
+    def summary():
+        name = yield ask("Name?")
+        return (name, len(name))
+
+    chat(summary, persistence, ["hi"])
+    with pytest.raises(UnstorableValue, match=r"dialog summary: step 'return' produced a tuple"):
+        chat(summary, persistence, ["Ada"])
 
 
 # --- errors raised by steps are recorded and raised again on replay ---------------------------------
