@@ -4,7 +4,7 @@ A frame records each completed step, in order, by name and result, with its vers
 not the default and with the error when the step raised (errors are data, so a replay raises the
 same error at the same place). Sent messages are not recorded: while a frame replays its recorded
 steps, its sends are suppressed. `pending` says where the frame is suspended: waiting for the
-user's input, or inside a running child frame. The stored form of a log is described at `_append`.
+user's input, or inside a running child frame. How a log is stored is described above `_append`.
 """
 
 from __future__ import annotations
