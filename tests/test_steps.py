@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
 import pytest
 
 from engine import AsyncDialog, AsyncGenDialog, Dialog, GenDialog, dialog, get_client_response, send_message
@@ -43,7 +45,10 @@ def test_a_dialog_is_named_after_its_function_unless_named() -> None:
 def test_calling_a_dialog_only_packages_the_call_as_the_seed_did() -> None:
     call = plain(2, b=3)
     assert call.dialog() == 5  # the seed's zero-argument closure
-    assert call == plain(2, b=3) and call != plain(2, b=4)
+    assert call == plain(2, b=3) and call != plain(2, b=4) and hash(call) == hash(plain(2, b=3))
+    assert repr(call).startswith("Dialog(func=<function plain")
+    with pytest.raises(FrozenInstanceError):
+        call.name = "other"  # type: ignore[misc]
     assert is_dialog(plain) and not is_dialog(lambda: None) and not is_dialog(len)
 
 
