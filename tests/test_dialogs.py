@@ -375,12 +375,12 @@ def test_a_fallback_that_waits_for_input_completes_before_the_restarted_dialog(p
     chat(versioned_flow(), persistence, WAITING_IN_GRANDCHILD)
     new = versioned_flow(grandchild="2.0")
 
-    asked = run_gen_dialog(new(), persistence, "red", survey())
+    asked = run_gen_dialog(new(), persistence, "red", fallback_dialog=survey())
     assert asked.messages == ["We updated the bot. Rate the old one from 1 to 5?"] and not asked.is_done
     assert state_from_dict(stored(persistence)).handling_fallback
 
     # the fallback's last messages precede the restarted dialog's first ones
-    answered = run_gen_dialog(new(), persistence, "4", survey())
+    answered = run_gen_dialog(new(), persistence, "4", fallback_dialog=survey())
     assert answered.messages == ["Thanks for the 4!", "Name?"]
     assert not state_from_dict(stored(persistence)).handling_fallback
     assert said(chat(new, persistence, ["Bob", "dog"], survey)) == [["Pet?"], ["Colour?"]]
@@ -395,7 +395,8 @@ async def test_the_fallback_also_runs_for_async_dialogs(persistence: Persistence
         name = yield get_client_response()
         yield dialog_result(name)
 
-    steps = await achat(greeting_v2, persistence, ["36", "5", "Bob"], survey)
+    first = await run_async_gen_dialog(greeting_v2(), persistence, "36", fallback_dialog=survey())
+    steps = [first, *await achat(greeting_v2, persistence, ["5", "Bob"], survey)]
     assert said(steps) == [
         ["We updated the bot. Rate the old one from 1 to 5?"],
         ["Thanks for the 5!", "Hello! Name?"],

@@ -12,7 +12,6 @@ from typing import Any, Callable
 import pytest
 
 from engine import (
-    BaseDialog,
     Incoming,
     Option,
     Reply,
