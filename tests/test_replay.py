@@ -357,6 +357,18 @@ def test_the_mismatch_says_where_and_why() -> None:
     assert "pick_colour" in mismatch.recorded and "pick_size" in mismatch.found
 
 
+def test_a_log_stored_one_entry_per_step_still_resumes() -> None:
+    # the layout before runs were grouped: every step its own entry, identical neighbours counted
+    persistence = JsonPersistence()
+    persistence.text = json.dumps({"frame": {
+        "name": "answers_loop", "version": "1.0", "pending": "<input>",
+        "log": [["<input>", "a"], ["<input>", "b", {"n": 2}]],
+    }})
+    step = run_gen_dialog(answers_loop(), persistence, "c")
+    assert step.messages == ["a b b c"]
+    assert stored(persistence)["frame"]["log"][-1] == ["<input>", "c"]
+
+
 # --- values that cannot be stored fail at the step that produced them ---------------------------------
 
 @dialog()
