@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from engine.messages import message_from_dict
-from engine.replay import INPUT
+from engine.replay import INPUT, log_entries
 from engine.stores.base import Session
 
 from adapters.console import render
@@ -62,7 +62,7 @@ def _status(state: dict[str, Any] | None) -> str:
 def _frame_lines(frame: dict[str, Any], depth: int) -> list[str]:
     indent = "  " * depth
     lines = [f"{indent}{frame['name']} (version {frame['version']})"]
-    for entry in frame["log"]:
+    for entry in log_entries(frame["log"]):
         name, value = entry[0], entry[1]
         extras = entry[2] if len(entry) > 2 else {}
         shown = "error " + json.dumps(extras["error"]) if "error" in extras else json.dumps(value)

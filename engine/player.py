@@ -22,9 +22,10 @@ from engine.replay import (
     Frame,
     ReplayMismatch,
     Result,
-    check_storable,
     error_from_data,
     error_to_data,
+    fresh,
+    storable,
 )
 from engine.steps import (
     AsyncDialog,
@@ -105,6 +106,11 @@ class Play:
         except StopIteration:
             self._finished = True
             return True
+        except RuntimeError as error:
+            self._finished = True
+            if "no running event loop" in str(error):  # asyncio work called without a loop
+                raise self._needs_loop() from error
+            raise
         except BaseException:
             self._finished = True
             raise
@@ -112,9 +118,10 @@ class Play:
             return False
         self._coroutine.close()
         self._finished = True
-        raise TypeError(
-            f"dialog {self.top.name!r} awaits asyncio work; run it with run_async_gen_dialog"
-        )
+        raise self._needs_loop()
+
+    def _needs_loop(self) -> TypeError:
+        return TypeError(f"dialog {self.top.name!r} awaits asyncio work; run it with run_async_gen_dialog")
 
     async def step_async(self) -> bool:
         """Drive a turn on the running loop; True when the dialog has finished."""
@@ -168,14 +175,14 @@ class Play:
                     await self._play_top(self.fallback, state.fallback)
                     state.fallback = None
                     state.frame = Frame(top.name, top.version)
-                result = await self._play_top(top, state.frame)
+                result = storable(await self._play_top(top, state.frame), (top.name,), "return")
                 state.result = Result(result)
                 return result
             except _Goto as jump:
                 top = jump.target
-                check_storable(top.spec(), (state.frame.name,), "goto")
+                state.call = storable(top.spec(), (state.frame.name,), "goto")
                 state.frame = Frame(top.name, top.version)
-                state.call = top.spec()
+                state.fallback = None  # a goto from the fallback dialog ends it too
             except _Restart as restart:
                 self._restart(restart.mismatch)
                 top = self.top
@@ -229,39 +236,46 @@ class Play:
         raise TypeError(f"{path[-2] if len(path) > 1 else 'dialog'} yielded {step!r}, which is not a step")
 
     async def _drive(self, gen: Generator[Any, Any, Any], frame: Frame, path: tuple[str, ...]) -> Any:
-        log_ = frame.log
-        value: Any = None
-        error: BaseException | None = None
+        names, values, extras = frame.names, frame.values, frame.extras
+        send = gen.send
+        cursor = frame.cursor  # kept in step with frame.cursor except while replaying below
         try:
-            while True:
-                try:
-                    step = gen.send(value) if error is None else gen.throw(error)
-                except StopIteration as stop:
-                    return stop.value
-                error = None
-                # Fast paths (a replay is mostly these): sends, and recorded steps.
-                cursor = frame.cursor
-                if type(step) is send_message:
-                    if cursor >= len(log_) and frame.pending is None:
-                        self.outbox.append(step.message)
-                    value = None
-                    continue
-                if cursor < len(log_):
-                    entry = log_[cursor]
-                    if (
-                        len(entry) == 2
-                        and entry[0] == getattr(step, "name", None)
-                        and step.version == DEFAULT_VERSION
-                    ):
-                        frame.cursor = cursor + 1
-                        value = entry[1]
+            try:
+                step = send(None)
+                while True:
+                    # Replaying recorded steps is most of a cold turn: a tight loop without awaits.
+                    while cursor < len(names):
+                        if type(step) is send_message:
+                            step = send(None)
+                            continue
+                        if (
+                            names[cursor] != getattr(step, "name", None)
+                            or cursor in extras
+                            or getattr(step, "version", None) != DEFAULT_VERSION
+                        ):
+                            break  # not a plain recorded result: the general path below decides
+                        value = values[cursor]
+                        cursor += 1
+                        step = send(fresh(value) if type(value) is list or type(value) is dict else value)
+                    frame.cursor = cursor
+                    if type(step) is send_message:
+                        if cursor >= len(names) and frame.pending is None:
+                            self.outbox.append(step.message)
+                        step = send(None)
                         continue
-                if type(step) is dialog_result:
-                    return step.value
-                try:
-                    value = await self._step(step, frame, path)
-                except Exception as exc:
-                    error, value = exc, None
+                    if type(step) is dialog_result:
+                        return self._ended(frame, path, step.value)
+                    try:
+                        value = await self._step(step, frame, path)
+                    except Exception as error:
+                        cursor = frame.cursor
+                        step = gen.throw(error)
+                        continue
+                    cursor = frame.cursor
+                    step = send(value)
+            except StopIteration as stop:
+                frame.cursor = cursor
+                return self._ended(frame, path, stop.value)
         except BaseException:
             gen.close()
             raise
@@ -274,11 +288,11 @@ class Play:
                 try:
                     step = await (agen.asend(value) if error is None else agen.athrow(error))
                 except StopAsyncIteration:
-                    return None
+                    return self._ended(frame, path, None)
                 error = None
                 if type(step) is dialog_result:
                     await agen.aclose()
-                    return step.value
+                    return self._ended(frame, path, step.value)
                 try:
                     value = await self._step(step, frame, path)
                 except Exception as exc:
@@ -292,7 +306,7 @@ class Play:
             frame.cursor = 0
             token = _current.set((self, frame, path))
             try:
-                return step.func(*step.args, **step.kwargs)
+                return self._ended(frame, path, step.func(*step.args, **step.kwargs))
             except _NeedInput:
                 pass
             finally:
@@ -305,7 +319,7 @@ class Play:
         if not isinstance(step, BaseDialog):
             raise TypeError(f"dialog {' > '.join(path)} yielded {step!r}, which is not a step")
         cursor = frame.cursor
-        if cursor < len(frame.log):
+        if cursor < len(frame.names):
             return self._replayed(step, frame, path)
         pending = frame.pending
         if isinstance(step, send_message):
@@ -317,6 +331,8 @@ class Play:
                 self._mismatch(path, frame, pending.name, step.name)
             return await self._take_input(frame)
         if isinstance(step, goto):
+            if pending is not None:  # the record goes on where the code now leaves
+                self._mismatch(path, frame, pending.name if isinstance(pending, Frame) else INPUT, step.name)
             raise _Goto(step.target)
         if isinstance(step, dialog_result):
             raise TypeError(f"dialog {' > '.join(path)}: dialog_result() belongs in an async generator dialog")
@@ -336,24 +352,34 @@ class Play:
             frame.pending = None
             self._record(frame, step, None, {"error": error_to_data(error)})
             raise
-        check_storable(value, path, step.name)
+        recorded = storable(value, path, step.name)
         frame.pending = None
-        self._record(frame, step, value, None)
+        self._record(frame, step, recorded, None)
         return value
 
     def _replayed(self, step: BaseDialog[Any], frame: Frame, path: tuple[str, ...]) -> Any:
         if isinstance(step, send_message):
             return None
-        entry = frame.log[frame.cursor]
-        extras = entry[2] if len(entry) > 2 else {}
+        cursor = frame.cursor
+        name = frame.names[cursor]
+        extras = frame.extras.get(cursor, {})
         recorded_version = extras.get("v", DEFAULT_VERSION)
-        if entry[0] != step.name or recorded_version != step.version:
-            reason = "version" if entry[0] == step.name else "code"
-            raise _Restart(ReplayMismatch(path, frame.cursor, f"{entry[0]} {recorded_version}", f"{step.name} {step.version}", reason))
+        if name != step.name or recorded_version != step.version:
+            reason = "version" if name == step.name else "code"
+            raise _Restart(ReplayMismatch(path, cursor, f"{name} {recorded_version}", f"{step.name} {step.version}", reason))
         frame.cursor += 1
         if "error" in extras:
             raise error_from_data(extras["error"])
-        return entry[1]
+        return fresh(frame.values[cursor])
+
+    def _ended(self, frame: Frame, path: tuple[str, ...], value: Any) -> Any:
+        """A dialog's code ended: the record must end here too."""
+        if frame.cursor < len(frame.names):
+            self._mismatch(path, frame, frame.names[frame.cursor], "<end>")
+        if frame.pending is not None:
+            pending = frame.pending
+            self._mismatch(path, frame, pending.name if isinstance(pending, Frame) else INPUT, "<end>")
+        return value
 
     def _mismatch(self, path: tuple[str, ...], frame: Frame, recorded: str, found: str) -> NoReturn:
         raise _Restart(ReplayMismatch(path, frame.cursor, recorded, found, "code"))
@@ -364,17 +390,15 @@ class Play:
             await _AwaitInput()
         self._has_input = False
         value = self._input
-        check_storable(value, (frame.name,), "get_client_response")
+        recorded = storable(value, (frame.name,), "get_client_response")
         frame.pending = None
-        frame.log.append([INPUT, value])
-        frame.cursor += 1
+        frame.record(INPUT, recorded)
         return value
 
     def _record(self, frame: Frame, step: BaseDialog[Any], value: Any, extras: dict[str, Any] | None) -> None:
         if step.version != DEFAULT_VERSION:
             extras = {**(extras or {}), "v": step.version}
-        frame.log.append([step.name, value, extras] if extras else [step.name, value])
-        frame.cursor += 1
+        frame.record(step.name, value, extras)
 
     # --- `run()` inside plain-function dialogs -----------------------------------------------
 

@@ -1,16 +1,17 @@
 """The replay record: one frame per running dialog, keyed entries, typed mismatch and storage errors.
 
-A frame's `log` holds one entry per completed step, in order: `[name, value]`, with a third item
-`{"v": version}` when the step's version is not the default, or `{"error": {...}}` when the step
-raised (errors are data, so a replay raises the same error at the same place). Sent messages are
-not recorded: while a frame replays its recorded steps, its sends are suppressed. `pending` says
-where the frame is suspended: waiting for the user's input, or inside a running child frame.
+A frame records each completed step, in order, by name and result, with its version when it is
+not the default and with the error when the step raised (errors are data, so a replay raises the
+same error at the same place). Sent messages are not recorded: while a frame replays its recorded
+steps, its sends are suppressed. `pending` says where the frame is suspended: waiting for the
+user's input, or inside a running child frame. How a log is stored is described above `_append`.
 """
 
 from __future__ import annotations
 
 import builtins
 import importlib
+import json
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -70,16 +71,33 @@ class Result(Generic[T]):
 
 
 class Frame:
-    """The record of one running dialog. `cursor` is the replay position (not stored)."""
+    """The record of one running dialog: one name and one value per completed step, in order.
 
-    __slots__ = ("name", "version", "log", "pending", "cursor")
+    `extras` holds, sparsely by position, what few steps need besides: a non-default version, an
+    error. `cursor` is the replay position (not stored). `encoded` is the log as it is stored,
+    kept up to date as steps are recorded, so storing a long record does not re-scan it.
+    """
+
+    __slots__ = ("name", "version", "names", "values", "extras", "encoded", "pending", "cursor")
 
     def __init__(self, name: str, version: str = DEFAULT_VERSION) -> None:
         self.name = name
         self.version = version
-        self.log: list[list[Any]] = []
+        self.names: list[str] = []
+        self.values: list[Any] = []
+        self.extras: dict[int, dict[str, Any]] = {}
+        self.encoded: list[list[Any]] = []
         self.pending: None | str | Frame = None
         self.cursor = 0
+
+    def record(self, name: str, value: Any, extras: dict[str, Any] | None = None) -> None:
+        """Append a completed step (the replay position moves past it)."""
+        if extras:
+            self.extras[len(self.names)] = extras
+        self.names.append(name)
+        self.values.append(value)
+        self.cursor += 1
+        _append(self.encoded, name, value, extras or None)
 
     def waiting_for_input(self) -> bool:
         frame: Frame | str | None = self
@@ -88,7 +106,7 @@ class Frame:
         return frame == INPUT
 
     def to_dict(self) -> StateDict:
-        data: StateDict = {"name": self.name, "version": self.version, "log": _compress(self.log)}
+        data: StateDict = {"name": self.name, "version": self.version, "log": [_stored(e) for e in self.encoded]}
         if isinstance(self.pending, Frame):
             data["pending"] = self.pending.to_dict()
         elif self.pending is not None:
@@ -98,40 +116,104 @@ class Frame:
     @classmethod
     def from_dict(cls, data: StateDict) -> Frame:
         frame = cls(data["name"], data.get("version", DEFAULT_VERSION))
-        frame.log = _expand(data.get("log", []))
+        names, values, extras, encoded = frame.names, frame.values, frame.extras, frame.encoded
+        for entry in data.get("log", ()):
+            name, value = entry[0], entry[1]
+            meta = dict(entry[2]) if len(entry) > 2 else {}
+            each, count = meta.pop("each", False), meta.pop("n", 1)
+            start = len(names)
+            if each:
+                values.extend(value)
+                encoded.append([name, list(value), _EACH, len(value), meta or None])
+            else:
+                values.extend([value] * count)
+                encoded.append([name, value, _SINGLE if count == 1 else _REPEAT, count, meta or None])
+            names.extend([name] * (len(values) - start))
+            if meta:
+                for position in range(start, len(names)):
+                    extras[position] = meta
         pending = data.get("pending")
         frame.pending = cls.from_dict(pending) if isinstance(pending, dict) else pending
         return frame
 
 
-def _compress(log: list[list[Any]]) -> list[list[Any]]:
-    """Run-length encode equal neighbours, so a loop that repeats a step stores it once."""
-    out: list[list[Any]] = []
-    count = 0
-    for index, entry in enumerate(log):
-        count += 1
-        following = log[index + 1] if index + 1 < len(log) else None
-        if following is not None and (following is entry or following == entry):
-            continue
-        if count == 1:
-            out.append(entry)
-        else:
-            extras = {**entry[2], "n": count} if len(entry) > 2 else {"n": count}
-            out.append([entry[0], entry[1], extras])
-        count = 0
-    return out
+# How the log is stored. An entry is `[name, value]` (one step), `[name, value, meta]` where meta
+# has `v` (a non-default version), `error` (the step raised) and/or `n` (the step repeated n times
+# with this very value), or `[name, [value, ...], {"each": true, ...}]` (consecutive steps of one
+# name with these values: a loop). In memory an entry is [name, payload, kind, count, meta].
+_SINGLE, _REPEAT, _EACH = 0, 1, 2
+_REPEAT_FROM = 4
+"""Identical neighbours inside a run become a counted entry once there are this many."""
 
 
-def _expand(log: list[list[Any]]) -> list[list[Any]]:
-    out: list[list[Any]] = []
+def _append(encoded: list[list[Any]], name: str, value: Any, meta: dict[str, Any] | None) -> None:
+    if encoded:
+        last = encoded[-1]
+        if last[0] == name and last[4] == meta:
+            kind = last[2]
+            if kind == _SINGLE:
+                if _identical(last[1], value):
+                    last[2], last[3] = _REPEAT, 2
+                else:
+                    last[1], last[2], last[3] = [last[1], value], _EACH, 2
+                return
+            if kind == _REPEAT:
+                if _identical(last[1], value):
+                    last[3] += 1
+                    return
+            else:
+                items = last[1]
+                tail = _REPEAT_FROM - 1
+                if len(items) >= tail and all(_identical(item, value) for item in items[-tail:]):
+                    del items[-tail:]
+                    last[3] -= tail
+                    if not items:
+                        last[1], last[2], last[3] = value, _REPEAT, _REPEAT_FROM
+                        return
+                    if len(items) == 1:
+                        last[1], last[2] = items[0], _SINGLE
+                    encoded.append([name, value, _REPEAT, _REPEAT_FROM, meta])
+                    return
+                items.append(value)
+                last[3] += 1
+                return
+    encoded.append([name, value, _SINGLE, 1, meta])
+
+
+def _stored(entry: list[Any]) -> list[Any]:
+    name, payload, kind, count, meta = entry
+    if kind == _SINGLE:
+        return [name, payload, dict(meta)] if meta else [name, payload]
+    if kind == _REPEAT:
+        return [name, payload, {**(meta or {}), "n": count}]
+    return [name, list(payload), {**(meta or {}), "each": True}]
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Equal, and equal after a JSON round trip too (1 == True == 1.0 and 0.0 == -0.0 are not)."""
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b) or a != b:
+        return False
+    if kind is float:
+        return repr(a) == repr(b)
+    if kind is list or kind is dict:
+        return json.dumps(a) == json.dumps(b)
+    return True
+
+
+def log_entries(log: list[list[Any]]) -> list[list[Any]]:
+    """A stored log with its `each` runs split into one entry per step (for display)."""
+    entries: list[list[Any]] = []
     for entry in log:
-        if len(entry) > 2 and "n" in entry[2]:
-            extras = {k: v for k, v in entry[2].items() if k != "n"}
-            single = [entry[0], entry[1], extras] if extras else [entry[0], entry[1]]
-            out.extend([single] * entry[2]["n"])
+        meta = entry[2] if len(entry) > 2 else {}
+        if meta.get("each"):
+            rest = {k: v for k, v in meta.items() if k != "each"}
+            entries += [[entry[0], value, rest] if rest else [entry[0], value] for value in entry[1]]
         else:
-            out.append(entry)
-    return out
+            entries.append(entry)
+    return entries
 
 
 class DialogState:
@@ -194,11 +276,26 @@ def new_empty_state(dialog: Any) -> DialogState:
     return DialogState(dialog.version, dialog.name)
 
 
-def check_storable(value: Any, path: tuple[str, ...], step: str) -> None:
-    """Refuse, at the step that made it, a value that JSON would change or reject."""
+def storable(value: Any, path: tuple[str, ...], step: str) -> Any:
+    """The value to record: refused, at the step that made it, when JSON would change or reject
+    it; lists and dicts are copied, so a flow changing what a step gave it leaves the record as is."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool or kind is float:
+        return value
     problem = _json_problem(value)
     if problem is not None:
         raise UnstorableValue(path, step, problem)
+    return fresh(value)
+
+
+def fresh(value: Any) -> Any:
+    """A copy of a JSON value's lists and dicts (scalars are immutable and shared)."""
+    kind = type(value)
+    if kind is list:
+        return [fresh(item) for item in value]
+    if kind is dict:
+        return {key: fresh(item) for key, item in value.items()}
+    return value
 
 
 def _json_problem(value: Any) -> str | None:

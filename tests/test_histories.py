@@ -1,0 +1,93 @@
+"""Stored sessions of the example bots, replayed with today's code, must carry on as recorded.
+
+`tests/histories/<bot>.json` holds a recorded conversation with each bot: per turn, the update,
+the replies and the session state after it. For every turn this test puts the state recorded
+before it into a store, hands the Engine the same update and checks that the session resumes
+where it was: the same replies, the same new state, and no restart from a replay mismatch. A
+change to a bot that would derail users in the middle of a conversation fails here.
+
+If the change is meant to alter how sessions in flight continue:
+1. bump the `version` of each dialog whose recorded steps changed (`@dialog(version="1.1")`), so
+   that stored sessions restart cleanly (after the bot's fallback dialog) instead of replaying a
+   record that no longer fits;
+2. re-record the histories from the repository root: `.venv/bin/python tests/histories/record.py`
+   (new scripts go in its SCRIPTS), review the diff (one line per turn) and commit it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from adapters.loader import load_bot
+from engine import BaseDialog, ask, dialog, send_message
+from engine.messages import message_to_dict
+from engine.runtime import Engine, TurnOutcome
+from engine.stores import MemoryStore, Session
+from tests.histories.record import SCRIPTS, incoming_from
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def load_history(name: str) -> dict[str, Any]:
+    return json.loads((HISTORIES / f"{name}.json").read_text())
+
+
+async def replay_turn(
+    history: dict[str, Any], number: int, dialog_factory: Callable[[], BaseDialog[Any]] | None = None
+) -> tuple[TurnOutcome, list[dict[str, Any]], dict[str, Any] | None]:
+    """Resume the session stored before turn `number` and play that turn with the current code."""
+    bot = load_bot(history["bot"])
+    update = history["turns"][number]["incoming"]
+    incoming = incoming_from(history["bot"], number, update)
+    store = MemoryStore()
+    await store.commit(Session(incoming.key).advanced(state=history["turns"][number - 1]["state"]))
+    outcomes: list[TurnOutcome] = []
+    engine = Engine(dialog_factory or bot.dialog, store, bot.fallback, app=bot.app, max_live=0, on_turn=outcomes.append)
+    replies = await engine.handle(incoming)
+    session = await store.load(incoming.key)
+    assert session is not None
+    return outcomes[0], [message_to_dict(reply.message) for reply in replies], session.state
+
+
+def test_every_example_bot_has_a_recorded_history() -> None:
+    recorded = sorted(path.stem for path in HISTORIES.glob("*.json"))
+    assert recorded == sorted(bot.rpartition(".")[2] for bot in SCRIPTS)
+    bots = sorted(path.stem for path in (HISTORIES.parents[1] / "bots").glob("*.py") if path.stem != "__init__")
+    assert recorded == bots, "record a history for each example bot (tests/histories/record.py)"
+
+
+CASES = [
+    (name, number)
+    for name in sorted(bot.rpartition(".")[2] for bot in SCRIPTS)
+    for number in range(1, len(load_history(name)["turns"]))
+]
+
+
+@pytest.mark.parametrize(("name", "number"), CASES, ids=[f"{n}-turn{t}" for n, t in CASES])
+async def test_a_stored_session_resumes_as_recorded(name: str, number: int) -> None:
+    history = load_history(name)
+    recorded = history["turns"][number]
+    outcome, replies, state = await replay_turn(history, number)
+    advice = "if this change is intended, bump the dialog's version and re-record (see this module's docstring)"
+    assert outcome.outcome in ("ok", "finished"), f"turn {number} of {name} restarted or failed: {advice}"
+    assert replies == recorded["replies"], advice
+    assert state == recorded["state"], advice
+
+
+async def test_a_breaking_change_without_a_version_bump_is_caught() -> None:
+    # guessbot as someone might change it: a question inserted before the game, same version
+    @dialog(version="1.0", name="main")
+    def changed_guessbot():
+        yield send_message("Guess a number between 1 and 10.")
+        yield ask("First, your name?")
+        while True:
+            yield ask("Your guess?", parse=int)
+
+    history = load_history("guessbot")
+    outcome, replies, _ = await replay_turn(history, 2, changed_guessbot)
+    assert outcome.outcome == "restarted"
+    assert replies != history["turns"][2]["replies"]
