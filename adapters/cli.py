@@ -36,6 +36,10 @@ ChannelBuilder = Callable[[Engine, Store, Mapping[str, str]], Channel]
 records in the same database) and the environment."""
 
 
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
 def telegram_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Channel:
     """Webhook mode when TELEGRAM_WEBHOOK_URL is set (with TELEGRAM_WEBHOOK_SECRET), else polling."""
     from adapters.telegram import TelegramChannel
@@ -58,16 +62,6 @@ def telegram_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Ch
             raise ConfigError(f"{name}={value!r} is not an http(s) URL")
     return TelegramChannel(engine, token, webhook_secret=secret, webhook_url=url, api_url=api_url,
                            options=bot_options(engine.dialog_factory))
-
-
-SERVER_CHANNELS: dict[str, ChannelBuilder] = {
-    "telegram": telegram_channel,
-}
-"""The channels served over HTTP, by name; `--channel all` runs every one of them."""
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; the message names it."""
 
 
 def slack_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Channel:
@@ -113,7 +107,8 @@ def slack_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Chann
                         app_token=app_token or None, api_url=api_url or None, oauth=oauth)
 
 
-SERVER_CHANNELS["slack"] = slack_channel
+SERVER_CHANNELS: dict[str, ChannelBuilder] = {"telegram": telegram_channel, "slack": slack_channel}
+"""The channels served over HTTP, by name; `--channel all` runs every one of them."""
 
 
 def store_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:

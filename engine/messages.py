@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.buttons import ButtonRef
-from engine.replay import check_storable
+from engine.replay import storable
 from engine.types import JSON
 
 MediaKind = Literal["image", "file"]
@@ -54,7 +54,7 @@ def as_message(value: Any) -> Message:
             if not isinstance(option, Option):
                 raise TypeError(f"Text.options holds {type(option).__name__!r}; use engine.Option")
             _expect_str(option.label, "Option.label")
-            check_storable(option.value, ("send_message",), f"Option {option.label!r}")
+            storable(option.value, ("send_message",), f"Option {option.label!r}")
         return value
     if isinstance(value, Media):
         if value.kind not in ("image", "file"):

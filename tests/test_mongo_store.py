@@ -23,7 +23,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient, monitoring
 
 from engine import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
-from engine.replay import INPUT
+from engine.replay import INPUT, log_entries
 from engine.runtime import Engine
 from engine.stores import Conflict, Session, StoreError, open_store
 from engine.stores.mongo import (
@@ -560,7 +560,7 @@ class TestSeveralProcesses:
 
         final = await store.load(RACE_KEY)
         assert final is not None and final.state is not None and final.outbox == ()
-        said = [entry[1] for entry in final.state["frame"]["log"] if entry[0] == INPUT]
+        said = [entry[1] for entry in log_entries(final.state["frame"]["log"]) if entry[0] == INPUT]
         # every update was played exactly once (a turn is never lost, duplicated or interleaved)...
         assert sorted(said) == sorted(f"{name}{n}" for name in "ab" for n in range(1, turns + 1))
         # ... each process's updates in the order it sent them
@@ -598,7 +598,7 @@ class TestSeveralProcesses:
         [(delivered, _)] = await asyncio.to_thread(run_bots, mongo_uri, [update])
         after = await store.load(RACE_KEY)
         assert after is not None and after.state is not None and after.outbox == ()
-        said = [entry[1] for entry in after.state["frame"]["log"] if entry[0] == INPUT]
+        said = [entry[1] for entry in log_entries(after.state["frame"]["log"]) if entry[0] == INPUT]
         if then == "redelivered":
             assert (said, delivered) == (["before", "die"], [(2, "die")])
         else:
@@ -662,7 +662,7 @@ class TestServerOutage:
             session = await store.load(KEY)
             assert session is not None and session.state is not None and session.outbox == ()
             # nothing was half-written: the failed turn left no trace, the redelivered one counts once
-            said = [entry[1] for entry in session.state["frame"]["log"] if entry[0] == INPUT]
+            said = [entry[1] for entry in log_entries(session.state["frame"]["log"]) if entry[0] == INPUT]
             assert said == ["one", "two"] and session.seen == ("u0", "u1", "u2")
         finally:
             await store.close()

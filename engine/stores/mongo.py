@@ -195,7 +195,10 @@ class MongoStore:
         return False
 
     async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
-        query = {} if partition is None else {"partition": partition}
+        query: dict[str, Any] = {}
+        if partition is not None:
+            # The partition itself and every partition under it ("p:..." sorts between "p:" and "p;").
+            query = {"$or": [{"partition": partition}, {"partition": {"$gt": partition + ":", "$lt": partition + ";"}}]}
         with self._operation("listing sessions", None):
             cursor = self.collection.find(query).sort("updated", pymongo.DESCENDING).limit(limit)
             documents = [document async for document in cursor]
