@@ -30,6 +30,7 @@ ANN = private_chat(42)
 
 STORE_URLS: dict[str, Callable[[Path, pytest.FixtureRequest], str]] = {
     "sqlite": lambda tmp_path, request: f"sqlite:///{tmp_path / 'bot.db'}",
+    "mongodb": lambda tmp_path, request: request.getfixturevalue("mongo_uri"),
 }
 """The stores the restart tests run on (one line per backend)."""
 
