@@ -41,6 +41,8 @@ class Call:
     params: dict[str, Any]
     token: str | None
     answer: dict[str, Any]
+    origin: str = ""
+    """Who called: the path prefix of `FakeSlack.api_url_for(origin)`, "" for `api_url`."""
 
     @property
     def ok(self) -> bool:
@@ -64,6 +66,8 @@ class FakeSlack:
     socket_received: list[dict[str, Any]] = field(default_factory=list)
     latency: float = 0.0
     """Seconds every Web API call takes to answer (Slack's own are tens of milliseconds)."""
+    listeners: list[Callable[[Call], None]] = field(default_factory=list)
+    """Called with every successful chat.postMessage, as it arrives."""
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[Failure]] = {}
@@ -79,6 +83,7 @@ class FakeSlack:
     async def start(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_post("/{origin}/api/{method}", self._api)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -96,6 +101,10 @@ class FakeSlack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/"
+
+    def api_url_for(self, origin: str) -> str:
+        """A Web API base URL whose calls are recorded with `origin`."""
+        return f"http://127.0.0.1:{self.port}/{origin}/api/"
 
     # --- what tests set up and read --------------------------------------------------------------
 
@@ -181,6 +190,7 @@ class FakeSlack:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        origin = request.match_info.get("origin", "")
         if self.latency:
             await asyncio.sleep(self.latency)
         params: dict[str, Any] = dict(request.query)
@@ -196,16 +206,18 @@ class FakeSlack:
         if pending:
             failure = pending.pop(0)
             answer: dict[str, Any] = {"ok": False, "error": failure.error}
-            self.calls.append(Call(method, params, token, answer))
+            self.calls.append(Call(method, params, token, answer, origin))
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             status = 429 if failure.retry_after is not None else failure.status
             return web.json_response(answer, status=status, headers=headers)
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         answer = {"ok": False, "error": "unknown_method"} if handler is None else handler(params, token, request)
-        call = Call(method, params, token, answer)
+        call = Call(method, params, token, answer, origin)
         self.calls.append(call)
         if method == "chat.postMessage" and call.ok:
             self.inbox(params["channel"]).put_nowait(call)
+            for listener in self.listeners:
+                listener(call)
         return web.json_response(answer)
 
     def _team(self, token: str | None) -> Team | None:

@@ -3,7 +3,9 @@
 The fake answers what python-telegram-bot calls (getMe, sendMessage, sendPhoto, sendDocument,
 answerCallbackQuery, setWebhook, deleteWebhook, getUpdates), records every call with its decoded
 parameters, and can be told to fail (429 with retry_after, 403 blocked, 5xx) or to hold a chat's
-sends until released. Point PTB at it with `base_url(f"{fake.url}/bot")`.
+sends until released. Point PTB at it with `base_url(f"{fake.url}/bot")`, or at
+`fake.url_for(origin)` to have its calls recorded with that origin (which of several processes
+made them).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Call:
     method: str
     params: dict[str, Any]
     status: int = 200
+    origin: str = ""
+    """Who called: the path prefix of `FakeTelegram.url_for(origin)`, "" for `url`."""
 
     @property
     def chat_id(self) -> int | None:
@@ -81,6 +85,7 @@ class FakeTelegram:
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_post("/{origin}/bot{token}/{method}", self._handle)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
         return self
@@ -97,6 +102,10 @@ class FakeTelegram:
         """The API root, what TELEGRAM_API_URL takes."""
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.port}"
+
+    def url_for(self, origin: str) -> str:
+        """An API root whose calls are recorded with `origin`."""
+        return f"{self.url}/{origin}"
 
     # --- scripting ----------------------------------------------------------------------------
 
@@ -164,7 +173,7 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         params = await _decode(request)
-        call = Call(method, params)
+        call = Call(method, params, origin=request.match_info.get("origin", ""))
         if self.record:
             self.calls.append(call)
         self._notify()
