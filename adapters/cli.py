@@ -111,8 +111,22 @@ SERVER_CHANNELS: dict[str, ChannelBuilder] = {"telegram": telegram_channel, "sla
 """The channels served over HTTP, by name; `--channel all` runs every one of them."""
 
 
-def store_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    return args.store or env.get("CONVOFLOW_STORE") or env.get("MONGODB_URI") or DEFAULT_STORE
+def store_url(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]:
+    """The store URL, and the option or variable it came from (for error messages)."""
+    if args.store:
+        return args.store, "--store"
+    for name in ("CONVOFLOW_STORE", "MONGODB_URI"):
+        if env.get(name, "").strip():
+            return env[name].strip(), name
+    return DEFAULT_STORE, "the default store"
+
+
+def configured_store(args: argparse.Namespace, env: Mapping[str, str]) -> Store:
+    url, source = store_url(args, env)
+    try:
+        return open_store(url)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -159,7 +173,7 @@ def log_format(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 
 async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
-    store = open_store(store_url(args, env))
+    store = configured_store(args, env)
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app)
         await ConsoleChannel(engine, session=args.session).run()
@@ -172,7 +186,7 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot)
     listen_port = port(args, env)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    opened = open_store(store_url(args, env))
+    opened = configured_store(args, env)
     store = MeteredStore(opened, metrics)
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=metrics.on_turn)
@@ -184,7 +198,7 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot)
 
 
 async def show_sessions(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    store: Store = open_store(store_url(args, env))
+    store = configured_store(args, env)
     try:
         if args.view == "list":
             found = await store.list_sessions(args.partition, limit=args.limit)

@@ -44,14 +44,18 @@ class ConvoflowProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> ConvoflowProcess:
+        await self.launch()
+        await self.wait_ready()
+        return self
+
+    async def launch(self) -> None:
+        """Start the process without waiting for it to be ready."""
         with open(self.log_path, "ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "adapters.cli", "run", *self.args, "--host", "127.0.0.1",
-                cwd=ROOT, env=clean_environment(**self.settings, PORT=str(self.port)),
+                cwd=ROOT, env=clean_environment(**{**self.settings, "PORT": str(self.port)}),
                 stdout=log, stderr=asyncio.subprocess.STDOUT,
             )
-        await self.wait_ready()
-        return self
 
     async def wait_ready(self) -> dict[str, Any]:
         """The body of the first 200 answer of `/healthz?ready=1`."""

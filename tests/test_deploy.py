@@ -6,8 +6,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from dockerfile_parse import DockerfileParser
+
+from tests.convoflow_process import ConvoflowProcess
+from tests.fake_slack import FakeSlack
+from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.slack_payloads import SIGNING_SECRET
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -80,3 +86,45 @@ def test_kubernetes_deployment_probes_resources_secrets_and_grace() -> None:
     assert found["Service"]["spec"]["selector"] == labels == spec["selector"]["matchLabels"]
     paths = {p["path"] for rule in found["Ingress"]["spec"]["rules"] for p in rule["http"]["paths"]}
     assert paths == {"/telegram/webhook", "/slack"}
+
+
+def env_example() -> dict[str, str]:
+    """The settings deploy/.env.example sets (its commented-out lines left out)."""
+    settings = {}
+    for line in (DEPLOY / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            settings[name] = value
+    return settings
+
+
+async def test_the_compose_bot_command_starts_with_the_env_example_filled_in(mongo_uri: str, tmp_path: Path) -> None:
+    """What `docker compose up` runs, without Docker: the bot service's command and environment,
+    with .env.example filled in as its comments ask (the platforms are the test fakes, MongoDB the
+    test server)."""
+    telegram, slack = await FakeTelegram().start(), await FakeSlack().start()
+    bot_service = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["bot"]
+    command = [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", part) for part in bot_service["command"]]
+    settings = {**env_example(), **{name: str(value) for name, value in bot_service["environment"].items()}}
+    settings.update(
+        TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_WEBHOOK_SECRET="compose-Secret", SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        TELEGRAM_WEBHOOK_URL="https://bot.example.org/telegram/webhook", SLACK_BOT_TOKEN=slack.teams[0].bot_token,
+        TELEGRAM_API_URL=telegram.url, SLACK_API_URL=slack.api_url, MONGODB_URI=mongo_uri,
+    )
+    bot = ConvoflowProcess(tmp_path / "bot.log", *command, settings=settings)
+    try:
+        assert command == ["bots/guessbot.py", "--channel", "all"]
+        await bot.launch()
+        assert (await bot.wait_ready())["channels"] == ["telegram", "slack"]
+        [(_, check)] = instructions("HEALTHCHECK")
+        path = re.search(r"%s(/\w+)", check)
+        assert path is not None
+        async with aiohttp.ClientSession() as http:
+            async with http.get(bot.url + path[1]) as response:
+                assert response.status == 200
+        assert [c.params["url"] for c in telegram.of("setWebhook")] == ["https://bot.example.org/telegram/webhook"]
+        assert await bot.stop() == 0
+    finally:
+        await bot.kill()
+        await telegram.close()
+        await slack.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from engine.stores.base import Conflict, Session, SessionTooLarge, Store, StoreError
 from engine.stores.memory import MemoryStore
 
@@ -10,7 +12,7 @@ def open_store(url: str) -> Store:
     """Open the store a URL names. Raises ValueError for an unknown or malformed URL."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"store URL {url!r} has no scheme; use memory://, sqlite:///path.db or mongodb://...")
+        raise ValueError(f"store URL {_shown(url)!r} has no scheme; use memory://, sqlite:///path.db or mongodb://...")
     if scheme == "memory":
         return MemoryStore()
     if scheme == "sqlite":
@@ -21,7 +23,12 @@ def open_store(url: str) -> Store:
         from engine.stores.mongo import MongoStore
 
         return MongoStore.from_url(url)
-    raise ValueError(f"unknown store scheme {scheme!r} in {url!r}; use memory://, sqlite:///path.db or mongodb://...")
+    raise ValueError(f"unknown store scheme {scheme!r} in {_shown(url)!r}; use memory://, sqlite:///path.db or mongodb://...")
+
+
+def _shown(url: str) -> str:
+    """The URL as an error message may repeat it: without the user and password it may hold."""
+    return re.sub(r"^([^/]*//)?[^/@]*@", lambda m: f"{m[1] or ''}***@", url)
 
 
 __all__ = ["Conflict", "MemoryStore", "Session", "SessionTooLarge", "Store", "StoreError", "open_store"]

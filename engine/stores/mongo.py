@@ -154,7 +154,7 @@ class MongoStore:
                 client, collection=ours.get("collection", DEFAULT_COLLECTION), ttl=ttl,
                 max_session_bytes=max_bytes, timeout=timeout,
             )
-        except (PyMongoError, TypeError, UserWarning) as error:  # pymongo names the bad part
+        except (PyMongoError, TypeError, ValueError, UserWarning) as error:  # pymongo names the bad part
             hint = f" (the store's own options: {', '.join(STORE_OPTIONS)})" if "Unknown option" in str(error) else ""
             raise ValueError(f"invalid MongoDB store URL: {error}{hint}") from None
         store._owned_client = client
