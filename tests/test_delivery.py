@@ -49,6 +49,17 @@ async def started(store: Store) -> None:
     await worker(store).handle(update(0, "start"))
 
 
+async def left_waiting(engine: Engine, incoming: Incoming) -> None:
+    """A turn that commits, then cannot deliver (as if its process died before delivering)."""
+    unreachable = Outlet("unreachable", [])
+    unreachable.failing = True
+    try:
+        await engine.handle(incoming, unreachable)
+    except DeliveryFailed:
+        return
+    raise AssertionError("the delivery was expected to fail")
+
+
 async def test_a_reply_being_delivered_by_one_worker_is_not_sent_again_by_another() -> None:
     store, sent = MemoryStore(), []
     await started(store)
@@ -72,12 +83,7 @@ async def test_replies_whose_worker_went_quiet_are_taken_over_after_the_handoff_
     store, sent = MemoryStore(), []
     await started(store)
     a, b = worker(store, handoff=0.2), worker(store, handoff=0.2)
-    dead = Outlet("a", sent)
-    dead.failing = True  # a commits, then cannot deliver (as if it died before delivering)
-    try:
-        await a.handle(update(1, "one"), dead)
-    except DeliveryFailed:
-        pass
+    await left_waiting(a, update(1, "one"))
     await b.handle(update(2, "two"), Outlet("b", sent))
     assert sent == [("b", "echo one"), ("b", "echo two")]
 
@@ -100,12 +106,7 @@ async def test_a_worker_delivers_its_own_earlier_replies_at_once() -> None:
 async def test_of_several_workers_resuming_one_session_only_one_delivers() -> None:
     store, sent = MemoryStore(), []
     await started(store)
-    failing = Outlet("x", sent)
-    failing.failing = True
-    try:
-        await worker(store).handle(update(1, "one"), failing)
-    except DeliveryFailed:
-        pass
+    await left_waiting(worker(store), update(1, "one"))
     resumers = [worker(store) for _ in range(4)]
     results = await asyncio.gather(*(r.resume(KEY, Outlet(f"r{i}", sent)) for i, r in enumerate(resumers)))
     assert len(sent) == 1 and sent[0][1] == "echo one"
@@ -115,18 +116,10 @@ async def test_of_several_workers_resuming_one_session_only_one_delivers() -> No
 async def test_the_sweep_redelivers_replies_left_waiting_and_only_this_bots() -> None:
     store, sent = MemoryStore(), []
     await started(store)
-    failing = Outlet("x", sent)
-    failing.failing = True
-    try:
-        await worker(store).handle(update(1, "one"), failing)
-    except DeliveryFailed:
-        pass
+    await left_waiting(worker(store), update(1, "one"))
     other_bot = Engine(echo, store, app="other")
     await other_bot.handle(Incoming(SessionKey("test:1", "other"), "o1", text="start"))
-    try:
-        await other_bot.handle(Incoming(SessionKey("test:1", "other"), "o2", text="hi"), failing)
-    except DeliveryFailed:
-        pass
+    await left_waiting(other_bot, Incoming(SessionKey("test:1", "other"), "o2", text="hi"))
 
     sweeper = worker(store, handoff=0.05)
     assert await sweeper.redeliver_waiting(lambda key: Outlet("sweep", sent)) == 0  # too recent
