@@ -6,9 +6,13 @@ from typing import Protocol
 
 from aiohttp import web
 
+from engine.messages import SessionKey
+from engine.runtime import Deliver
+
 
 class Channel(Protocol):
     name: str
+    """Also the first part of the partition of every session the channel keeps (`telegram:...`)."""
 
     def routes(self) -> list[web.RouteDef]:
         """HTTP routes this channel serves on the shared server (may be empty)."""
@@ -20,4 +24,9 @@ class Channel(Protocol):
 
     async def stop(self) -> None:
         """Stop taking updates and finish the turns in flight."""
+        ...
+
+    def deliverer(self, key: SessionKey) -> Deliver | None:
+        """How to deliver a session's replies outside a turn (replies left waiting after a crash or
+        a failed delivery), or None when the session is not this channel's."""
         ...

@@ -194,7 +194,7 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot)
     except BaseException:
         await store.close()
         raise
-    await serve(channels, store, registry, args.host, listen_port)
+    await serve(channels, store, registry, args.host, listen_port, engine=engine)
 
 
 async def show_sessions(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -1,6 +1,7 @@
 """Run channels behind the HTTP server until SIGTERM/SIGINT, then shut down gracefully:
 stop taking updates, let turns in flight finish and deliver, close the store. A second signal
-exits at once."""
+exits at once. Meanwhile, replies left waiting in outboxes (their process died between commit and
+delivery, or the platform was down) are swept up and delivered through their channel."""
 
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ from prometheus_client import CollectorRegistry
 
 from adapters.channel import Channel
 from adapters.server import Readiness, make_app
-from engine.stores.base import Store
+from engine.messages import SessionKey
+from engine.runtime import Deliver, Engine
+from engine.stores.base import Store, StoreError
 
 log = logging.getLogger("convoflow.server")
 
 SHUTDOWN_SECONDS = 25.0
 """How long turns in flight may take to finish after SIGTERM (below Kubernetes' default 30 s)."""
+SWEEP_SECONDS = 30.0
+"""How often waiting replies are looked for (they wait at least the Engine's handoff time first)."""
 
 
 async def serve(
@@ -30,7 +35,11 @@ async def serve(
     host: str = "0.0.0.0",
     port: int = 8080,
     stop: asyncio.Event | None = None,
+    engine: Engine | None = None,
+    sweep_seconds: float = SWEEP_SECONDS,
 ) -> None:
+    """Serve until `stop` is set or a signal comes. With `engine`, its replies left waiting are
+    delivered every `sweep_seconds` (and once at start, after a crash)."""
     stop = stop or asyncio.Event()
     readiness = Readiness(store)
     runner = web.AppRunner(make_app(channels, registry, readiness), shutdown_timeout=SHUTDOWN_SECONDS)
@@ -39,15 +48,21 @@ async def serve(
     log.info("listening on %s:%d for %s", host, port, ", ".join(c.name for c in channels))
     _on_signals(stop)
     started: list[Channel] = []
+    sweeper: asyncio.Task[None] | None = None
     try:
         for channel in channels:
             await channel.start()
             started.append(channel)
         readiness.started = True
+        if engine is not None:
+            sweeper = asyncio.create_task(_sweep(engine, started, sweep_seconds), name="outbox-sweep")
         await stop.wait()
         log.info("shutting down: no new updates; finishing turns in flight")
     finally:
         readiness.started = False
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
         # Webhook turns run inside requests: stop listening and let those finish first, then
         # stop the channels (polling, sockets, acknowledged turns still running), then the store.
         await runner.cleanup()
@@ -55,6 +70,23 @@ async def serve(
             await channel.stop()
         await store.close()
         log.info("stopped")
+
+
+async def _sweep(engine: Engine, channels: Sequence[Channel], every: float) -> None:
+    by_name = {channel.name: channel for channel in channels}
+
+    def deliverer(key: SessionKey) -> Deliver | None:
+        channel = by_name.get(key.partition.partition(":")[0])
+        return None if channel is None else channel.deliverer(key)
+
+    while True:
+        try:
+            await engine.redeliver_waiting(deliverer)
+        except StoreError as error:
+            log.warning("could not look for waiting replies: %s", error)
+        except Exception:  # noqa: BLE001 - the sweep must outlive any one failure
+            log.exception("sweeping waiting replies failed")
+        await asyncio.sleep(every)
 
 
 def _on_signals(stop: asyncio.Event) -> None:

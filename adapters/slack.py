@@ -5,10 +5,13 @@ every request's signature checked by Bolt) and Socket Mode when an app-level tok
 One workspace with a bot token, or any number of workspaces installed through OAuth
 (`/slack/install`, `/slack/oauth_redirect`) with their tokens in an installation store.
 
-Slack wants an answer within 3 seconds, so every update is acknowledged first and its turn runs
-afterwards as a task this channel tracks; `stop()` lets those finish. Slack's retries and the
-same message arriving as both `app_mention` and `message.*` carry one incoming id
-(see adapters.slack_events), so the Engine processes them once.
+Slack wants an answer within 3 seconds and redelivers an update that got none. Each update's
+turn runs as a task this channel tracks, and the update is acknowledged as soon as the turn has
+committed (its replies go out after), or after `ack_seconds` at the latest: so a process that
+dies mid-turn leaves the update to Slack's redelivery, and a slow store never costs the deadline.
+`stop()` lets turns in flight finish. Slack's retries and the same message arriving as both
+`app_mention` and `message.*` carry one incoming id (see adapters.slack_events), so the Engine
+processes them once.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from engine.messages import Incoming, Reply
-from engine.runtime import DeliveryFailed, Engine, TooManyConflicts, Undeliverable
+from engine.messages import Incoming, Reply, SessionKey
+from engine.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
 from engine.stores.base import StoreError
 
 from adapters.slack_events import Workspace, from_action, from_message
@@ -66,8 +69,10 @@ UNDELIVERABLE = frozenset({
 moves on. Any other error keeps the reply in the outbox for a later attempt."""
 
 TURN_RETRY_DELAYS = (0.5, 2.0, 5.0)
-"""After the ack nobody redelivers: a turn whose store or delivery failed is retried here (its
+"""A turn whose store or delivery failed is retried here (once acknowledged, nobody else will; its
 incoming id makes a retry safe: a committed turn only re-delivers its outbox)."""
+ACK_SECONDS = 1.0
+"""The longest an update waits for its turn's commit before it is acknowledged all the same."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class SlackChannel:
         oauth: SlackOAuth | None = None,
         rate_limit_retries: int = 2,
         drain_seconds: float = 20.0,
+        ack_seconds: float = ACK_SECONDS,
     ) -> None:
         if (bot_token is None) == (oauth is None):
             raise ValueError("SlackChannel needs either a bot token (one workspace) or OAuth settings (installs)")
@@ -112,6 +118,7 @@ class SlackChannel:
         self.app_token = app_token or None
         self.oauth = oauth
         self.drain_seconds = drain_seconds
+        self.ack_seconds = ack_seconds
         self.client = AsyncWebClient(
             token=bot_token,
             base_url=_api_base(api_url or SLACK_API_URL),
@@ -167,6 +174,28 @@ class SlackChannel:
                 return
             await asyncio.wait(list(self._turns), timeout=left)
 
+    def deliverer(self, key: SessionKey) -> Deliver | None:
+        """Delivery of a session's replies outside a turn (the sweep of replies left waiting),
+        through the bot of the session's workspace."""
+        parts = key.partition.split(":")
+        if len(parts) < 4 or parts[0] != "slack":
+            return None
+        enterprise, team = (None if part == "-" else part for part in parts[1:3])
+
+        async def deliver(reply: Reply) -> None:
+            token = None
+            if self.oauth is not None:
+                store = self.oauth.installation_store
+                bot = await store.async_find_bot(enterprise_id=enterprise, team_id=team)
+                if bot is None and enterprise is not None:  # an org-wide install serves the team
+                    bot = await store.async_find_bot(enterprise_id=enterprise, team_id=None, is_enterprise_install=True)
+                if bot is None:
+                    raise Undeliverable(f"workspace {enterprise or '-'}:{team} has no install any more")
+                token = bot.bot_token
+            await self._post(self.client, reply, token)
+
+        return deliver
+
     # --- HTTP routes ---------------------------------------------------------------------------
 
     async def _events(self, request: web.Request) -> web.Response:
@@ -199,7 +228,7 @@ class SlackChannel:
         bolt_log.addFilter(_environment_token_notice)
         if self.oauth is None:
             app = AsyncApp(name="convoflow", logger=bolt_log, client=self.client,
-                           signing_secret=self.signing_secret or "")
+                           signing_secret=self.signing_secret or "", process_before_response=True)
         else:
             settings = AsyncOAuthSettings(
                 client_id=self.oauth.client_id,
@@ -218,7 +247,7 @@ class SlackChannel:
                                      self.oauth.client_secret, self.client)
             app = AsyncApp(name="convoflow", logger=bolt_log, client=self.client,
                            signing_secret=self.signing_secret or "", oauth_settings=settings,
-                           authorize=authorize)  # type: ignore[arg-type]  # an AsyncAuthorize is accepted
+                           authorize=authorize, process_before_response=True)  # type: ignore[arg-type]  # an AsyncAuthorize is accepted
             app.enable_token_revocation_listeners()
         app.event("message")(self._on_message)
         app.event("app_mention")(self._on_message)
@@ -229,35 +258,42 @@ class SlackChannel:
         return app
 
     async def _on_message(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
-        # Bolt has acknowledged the event already.
+        # Bolt acknowledges the event when this returns.
         translated = from_message(event, _workspace(context), self.engine.app)
         if translated is None:
             return
-        incoming, client = translated.incoming, context.client
+        incoming, client, committed = translated.incoming, context.client, asyncio.Event()
         if translated.in_thread:
-            self._spawn(self._thread_turn(incoming, client))
+            await self._until(committed, self._spawn(self._thread_turn(incoming, client, committed)))
         else:
-            self._spawn(self._turn(incoming, client))
+            await self._until(committed, self._spawn(self._turn(incoming, client, committed=committed)))
 
     async def _on_click(self, ack: Any, body: dict[str, Any], context: AsyncBoltContext) -> None:
-        await ack()
+        await ack()  # the answer Bolt sends when this returns
         incoming = from_action(body, _workspace(context), self.engine.app)
         if incoming is None:
             log.warning("ignoring a click on a button convoflow did not make: %.200s", body.get("actions"))
             return
-        client = context.client
+        client, committed = context.client, asyncio.Event()
         # The buttons go at once, so nobody answers twice; the next question waits for that.
         answered = asyncio.ensure_future(self._replace_buttons(client, body))
-        self._spawn(self._turn(incoming, client, answered))
+        await self._until(committed, self._spawn(self._turn(incoming, client, answered, committed)))
 
     # --- turns ---------------------------------------------------------------------------------
 
-    def _spawn(self, turn: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, turn: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(turn)
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
+        return task
 
-    async def _thread_turn(self, incoming: Incoming, client: AsyncWebClient) -> None:
+    async def _until(self, committed: asyncio.Event, turn: asyncio.Task[None]) -> None:
+        """Hold the acknowledgement until the turn has committed (or ended), `ack_seconds` at most."""
+        waiting = asyncio.ensure_future(committed.wait())
+        await asyncio.wait([waiting, turn], timeout=self.ack_seconds, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+
+    async def _thread_turn(self, incoming: Incoming, client: AsyncWebClient, committed: asyncio.Event) -> None:
         """A thread reply without a mention is for the bot only while a conversation runs in that
         thread: its session exists and has neither finished nor been cancelled. The store says so,
         which holds across processes; once it has ended, a mention starts it again."""
@@ -267,9 +303,12 @@ class SlackChannel:
             log.error("cannot tell whether %s is ours (store: %s); message %s not handled", incoming.key, error, incoming.id)
             return
         if session is not None and session.state is not None and "result" not in session.state:
-            await self._turn(incoming, client)
+            await self._turn(incoming, client, committed=committed)
 
-    async def _turn(self, incoming: Incoming, client: AsyncWebClient, before: Awaitable[None] | None = None) -> None:
+    async def _turn(
+        self, incoming: Incoming, client: AsyncWebClient, before: Awaitable[None] | None = None,
+        committed: asyncio.Event | None = None,
+    ) -> None:
         async def deliver(reply: Reply) -> None:
             if before is not None:
                 await before
@@ -278,7 +317,7 @@ class SlackChannel:
         try:
             for delay in (*TURN_RETRY_DELAYS, None):
                 try:
-                    await self.engine.handle(incoming, deliver)
+                    await self.engine.handle(incoming, deliver, committed.set if committed is not None else None)
                     return
                 except (StoreError, DeliveryFailed) as error:
                     if delay is None:
@@ -296,9 +335,12 @@ class SlackChannel:
             if before is not None:
                 await asyncio.gather(before, return_exceptions=True)
 
-    async def _post(self, client: AsyncWebClient, reply: Reply) -> None:
+    async def _post(self, client: AsyncWebClient, reply: Reply, token: str | None = None) -> None:
         try:
-            await client.chat_postMessage(**post_arguments(reply))
+            arguments = post_arguments(reply)
+            if token is not None:
+                arguments["token"] = token  # the session's workspace, outside any update's context
+            await client.chat_postMessage(**arguments)
         except SlackApiError as error:
             code = error.response.get("error")
             if code in UNDELIVERABLE:

@@ -30,7 +30,7 @@ from adapters.telegram_render import render
 from adapters.telegram_request import AiohttpRequest
 from adapters.telegram_updates import BotIdentity, Ignored, MalformedUpdate, Migration, parse_update, partition, translate
 from engine.messages import Incoming, Reply, SessionKey
-from engine.runtime import DeliveryFailed, Engine, TooManyConflicts, Undeliverable
+from engine.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
 from engine.stores.base import StoreError
 
 log = logging.getLogger("convoflow.telegram")
@@ -245,6 +245,9 @@ class TelegramChannel:
         log.info("chat %s became %s: %d sessions moved", migration.old_chat, migration.new_chat, moved)
 
     # --- replies ------------------------------------------------------------------------------
+
+    def deliverer(self, key: SessionKey) -> Deliver | None:
+        return self.deliver if key.partition.startswith(f"telegram:{self.identity.id}:") else None
 
     async def deliver(self, reply: Reply) -> None:
         for send in render(reply):

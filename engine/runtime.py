@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from contextlib import asynccontextmanager
@@ -91,7 +92,9 @@ class Engine:
 
     `fallback` runs before a session restarts because the code changed under it. `commands` map
     command texts to "restart" or "cancel". `max_live` bounds how many suspended dialogs are kept
-    in memory to skip replays (0 disables it).
+    in memory to skip replays (0 disables it). `handoff_seconds` is how long replies another worker
+    committed stay that worker's to deliver before this one takes them over (the other is taken to
+    have died between commit and delivery).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class Engine:
         expired_button_reply: str = "That button is no longer active. Please answer the latest message.",
         max_live: int = 10_000,
         max_conflicts: int = 20,
+        handoff_seconds: float = 15.0,
         on_turn: Callable[[TurnOutcome], None] | None = None,
     ) -> None:
         self.dialog_factory = dialog_factory
@@ -119,13 +123,20 @@ class Engine:
         self.expired_button_reply = expired_button_reply
         self.max_live = max_live
         self.max_conflicts = max_conflicts
+        self.handoff_seconds = handoff_seconds
         self.on_turn = on_turn
+        self.worker = uuid.uuid4().hex[:12]
+        """Marks the replies this Engine commits: they are its to deliver (see `_after_other_workers`)."""
         self._live: OrderedDict[Any, _Live] = OrderedDict()
         self._locks: dict[Any, tuple[asyncio.Lock, int]] = {}
 
-    async def handle(self, incoming: Incoming, deliver: Deliver | None = None) -> list[Reply]:
+    async def handle(
+        self, incoming: Incoming, deliver: Deliver | None = None, on_committed: Callable[[], None] | None = None
+    ) -> list[Reply]:
         """Process one update. Returns the replies delivered (all of them when `deliver` is None:
-        the caller then sends them itself).
+        the caller then sends them itself). `on_committed` is called once the update is durably
+        processed (committed, or recognised as a duplicate), before delivery: the moment a channel
+        may acknowledge it to the platform.
 
         Raises StoreError when the store fails (nothing was committed: ask for a redelivery),
         DeliveryFailed when the turn committed but a reply could not be sent yet. A turn whose
@@ -171,6 +182,8 @@ class Engine:
                     if play is not None:
                         self._keep(key, committed.revision, play)
                     break
+                if on_committed is not None:
+                    on_committed()
                 try:
                     replies = await self._deliver(committed, deliver)
                 except DeliveryFailed as failed:
@@ -180,11 +193,43 @@ class Engine:
             self._report(TurnOutcome(key, outcome, len(replies), conflicts, time.perf_counter() - started, pending))
         return replies
 
-    async def resume(self, key: Any, deliver: Deliver | None = None) -> list[Reply]:
-        """Deliver whatever a session still has in its outbox (after a crash or restart)."""
+    async def resume(self, key: SessionKey, deliver: Deliver | None = None) -> list[Reply]:
+        """Take over and deliver whatever a session still has in its outbox (after a crash or a
+        restart). The replies are first claimed for this worker with one conditional write, so of
+        several workers resuming one session only one delivers; a session that moved meanwhile is
+        left to the worker that moved it."""
         async with self._serialised(key):
             session = await self.store.load(key)
-            return [] if session is None else await self._deliver(session, deliver)
+            if session is None or not session.outbox:
+                return []
+            now = time.time()
+            claimed = session.advanced(outbox=tuple({**item, "by": self.worker, "at": now} for item in session.outbox))
+            try:
+                await self.store.commit(claimed)
+            except Conflict:
+                return []
+            return await self._deliver(claimed, deliver)
+
+    async def redeliver_waiting(self, deliver_for: Callable[[SessionKey], Deliver | None], within: float = 86_400) -> int:
+        """Resume this bot's sessions whose replies have waited undelivered longer than
+        `handoff_seconds` (and less than `within` seconds): their worker died or their delivery
+        failed. `deliver_for(key)` gives the channel's delivery for a session, or None to skip it.
+        Returns how many replies went out."""
+        now = time.time()
+        sent = 0
+        for session in await self.store.undelivered(self.app, now - within, now - self.handoff_seconds):
+            deliver = deliver_for(session.key)
+            if deliver is None:
+                continue
+            try:
+                replies = await self.resume(session.key, deliver)
+            except DeliveryFailed as failed:
+                log.warning("%s", failed)
+                continue
+            if replies:
+                log.info("re-delivered %d waiting replies of session %s", len(replies), session.key)
+            sent += len(replies)
+        return sent
 
     async def move(self, old: SessionKey, new: SessionKey, address: dict[str, Any]) -> bool:
         """Continue the session `old` under the key `new` (a chat that changed its id): `new`
@@ -246,14 +291,16 @@ class Engine:
     ) -> Session:
         address = incoming.address or session.address
         seq = session.next_seq
-        new = [{"seq": seq + i, "to": address, "message": message_to_dict(m)} for i, m in enumerate(messages)]
+        new = tuple({"seq": seq + i, "to": address, "message": message_to_dict(m)} for i, m in enumerate(messages))
+        now = time.time()
         return session.advanced(
             state=state,
-            outbox=session.outbox + tuple(new),
+            # each reply is marked with the worker that is to deliver it, and when
+            outbox=session.outbox + tuple({**item, "by": self.worker, "at": now} for item in new),
             seen=(*session.seen, incoming.id)[-SEEN_LIMIT:],
             address=address,
             next_seq=seq + len(new),
-            last=tuple(new) if new else session.last,
+            last=new or session.last,
         )
 
     # --- delivery ------------------------------------------------------------------------------
@@ -261,6 +308,10 @@ class Engine:
     async def _deliver(self, session: Session, deliver: Deliver | None) -> list[Reply]:
         if not session.outbox:
             return []
+        waited = await self._after_other_workers(session)
+        if waited is None or not waited.outbox:
+            return []
+        session = waited
         delivered: list[Reply] = []
         through = 0
         failure: BaseException | None = None
@@ -290,6 +341,30 @@ class Engine:
             pending = sum(1 for item in session.outbox if item["seq"] > through)
             raise DeliveryFailed(session.key, failure, pending) from failure
         return delivered
+
+    async def _after_other_workers(self, session: Session) -> Session | None:
+        """The session once no reply in its outbox is another worker's to deliver.
+
+        Replies another worker committed moments ago are being delivered by it (it committed the
+        turn before ours, or it is resuming the session): wait until they are gone, so no reply
+        goes out twice and a session's replies go out in order. Replies older than
+        `handoff_seconds` are taken over: their worker is taken to have died. Replies stored
+        without a worker mark are anyone's.
+        """
+        pause = 0.01
+        while True:
+            now = time.time()
+            if not any(
+                item.get("by", self.worker) != self.worker and now - item.get("at", 0.0) < self.handoff_seconds
+                for item in session.outbox
+            ):
+                return session
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+            reloaded = await self.store.load(session.key)
+            if reloaded is None:
+                return None
+            session = reloaded
 
     # --- bookkeeping ---------------------------------------------------------------------------
 

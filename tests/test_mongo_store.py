@@ -498,7 +498,7 @@ async def deliver(reply):
 async def main(url, updates):
     store = open_store(url)
     conflicts = []
-    engine = Engine(echo, store, on_turn=lambda turn: conflicts.append(turn.conflicts))
+    engine = Engine(echo, store, on_turn=lambda turn: conflicts.append(turn.conflicts), handoff_seconds=2)
     key = SessionKey("race", "echo")
     redelivered = 0
     await store.load(key)  # connected before the start signal

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from adapters.serve import serve
 from adapters.server import MAX_BODY_BYTES
+from engine import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
+from engine.runtime import Deliver, DeliveryFailed, Engine
 from engine.stores import MemoryStore
 
 
@@ -44,6 +46,9 @@ class RecordingChannel:
 
     async def stop(self) -> None:
         self.events.append("stop")
+
+    def deliverer(self, key: SessionKey) -> Deliver | None:
+        return None
 
 
 class ClosableStore(MemoryStore):
@@ -101,3 +106,65 @@ async def test_health_readiness_metrics_and_graceful_stop() -> None:
         await asyncio.wait_for(server, 10)
     assert channel.events == ["start", "request in", "request done", "stop"]
     assert store.closed
+
+
+@dialog()
+def echo():
+    while True:
+        said = yield get_client_response()
+        yield send_message(f"echo {said}")
+
+
+class OutletChannel:
+    """A channel without routes whose sessions are `outlet:...`; records what it delivers."""
+
+    name = "outlet"
+
+    def __init__(self) -> None:
+        self.delivered: list[str] = []
+        self.got_one = asyncio.Event()
+
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def deliverer(self, key: SessionKey) -> Deliver | None:
+        async def deliver(reply: Reply) -> None:
+            assert isinstance(reply.message, Text)
+            self.delivered.append(f"{key.partition}: {reply.message.text}")
+            self.got_one.set()
+
+        return deliver if key.partition.startswith("outlet:") else None
+
+
+async def test_replies_left_waiting_are_swept_up_and_delivered_through_their_channel() -> None:
+    store = MemoryStore()
+    crashed = Engine(echo, store)  # commits, then its delivery fails (as if it died)
+
+    async def unreachable(reply: Reply) -> None:
+        raise ConnectionError("platform down")
+
+    for partition in ("outlet:1", "elsewhere:2"):
+        await crashed.handle(Incoming(SessionKey(partition, "echo"), "u0", text="start"))
+        try:
+            await crashed.handle(Incoming(SessionKey(partition, "echo"), "u1", text="hello"), unreachable)
+        except DeliveryFailed:
+            pass
+
+    channel, stop = OutletChannel(), asyncio.Event()
+    engine = Engine(echo, store, handoff_seconds=0.05)  # the replica that started after the crash
+    server = asyncio.create_task(
+        serve([channel], store, CollectorRegistry(), "127.0.0.1", free_port(), stop, engine=engine, sweep_seconds=0.05)
+    )
+    await asyncio.wait_for(channel.got_one.wait(), 10)
+    await asyncio.sleep(0.2)  # more sweeps: nothing is sent twice
+    stop.set()
+    await asyncio.wait_for(server, 10)
+    assert channel.delivered == ["outlet:1: echo hello"]
+    left = await store.load(SessionKey("elsewhere:2", "echo"))
+    assert left is not None and len(left.outbox) == 1  # no channel here for it: left alone

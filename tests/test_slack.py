@@ -20,7 +20,7 @@ from adapters.slack import SlackChannel
 from engine import Media, Option, Text, ask, dialog, send_message
 from engine.messages import Incoming, SessionKey
 from engine.runtime import Engine
-from engine.stores import MemoryStore
+from engine.stores import MemoryStore, Session
 from engine.stores.sqlite import SQLiteStore
 from tests.fake_slack import FakeSlack
 from tests.slack_harness import SlackApp, bot_engine, play_guessbot, running_slack
@@ -339,16 +339,31 @@ def slow_bot():
     yield ask("More?")
 
 
-async def test_events_are_acknowledged_before_the_turn_and_stop_finishes_turns_in_flight(fake: FakeSlack) -> None:
+class SlowCommits(MemoryStore):
+    async def commit(self, session: Session) -> None:
+        await asyncio.sleep(0.3)
+        await super().commit(session)
+
+
+async def test_an_event_is_acknowledged_once_its_turn_has_committed(fake: FakeSlack) -> None:
+    store = SlowCommits()
+    async with running_slack(bot_engine("bots/guessbot.py", store), fake, ack_seconds=30) as app:
+        reply = await app.send(dm("hi"))
+        assert reply.status == 200
+        # the ack came after the commit: a process dying now loses nothing
+        session = await store.load(SessionKey("slack:-:T111:D111", "guessbot"))
+        assert session is not None and session.state is not None and "slack:T111:D111:" in session.seen[-1]
+
+
+async def test_a_slow_turn_is_acknowledged_in_time_and_stop_finishes_turns_in_flight(fake: FakeSlack) -> None:
     global release
     release = asyncio.Event()
     store = MemoryStore()
     engine = Engine(slow_bot, store, app="slow")
-    async with running_slack(engine, fake) as app:
+    async with running_slack(engine, fake, ack_seconds=0.2) as app:
         reply = await app.send(dm("go"))
-        assert reply.status == 200 and reply.seconds < 1.0  # acknowledged while the turn waits
-        await asyncio.sleep(0.1)
-        assert fake.posts() == []
+        assert reply.status == 200  # acknowledged while the turn still waits
+        assert fake.posts() == [] and await store.list_sessions() == []
         asyncio.get_running_loop().call_later(0.3, release.set)
     # Leaving the block stopped the server and the channel; the turn was finished, not dropped.
     assert texts(fake.posts()) == ["looked up", "More?"]
