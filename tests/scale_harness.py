@@ -44,6 +44,8 @@ REPLY_SECONDS = 90.0
 """How long a user waits for a reply before it counts as lost."""
 PROXY_DOWN_SECONDS = 2.0
 """A backend that refused a connection is skipped this long (passive health checking)."""
+BACKEND_HEADER = "X-Proxy-Backend"
+"""Which backend answered (or failed to): for the users' traces."""
 HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
 
 
@@ -56,7 +58,7 @@ class Proxy:
     PROXY_DOWN_SECONDS."""
 
     def __init__(self, backends: list[str]) -> None:
-        self.backends = backends
+        self.backends = list(backends)
         self.down_until = {backend: 0.0 for backend in backends}
         self.forwarded = 0
         self.refused = 0
@@ -102,12 +104,12 @@ class Proxy:
             async with self._http.post(backend + request.path, data=body, headers=headers) as response:
                 payload = await response.read()
                 self.forwarded += 1
-                return web.Response(status=response.status, body=payload,
-                                    headers={"Content-Type": response.headers.get("Content-Type", "text/plain")})
-        except aiohttp.ClientConnectionError:
+                return web.Response(status=response.status, body=payload, headers={
+                    "Content-Type": response.headers.get("Content-Type", "text/plain"), BACKEND_HEADER: backend})
+        except aiohttp.ClientConnectionError as error:
             self.down_until[backend] = time.monotonic() + PROXY_DOWN_SECONDS
             self.refused += 1
-            return web.Response(status=502, text="bad gateway")
+            return web.Response(status=502, text=f"bad gateway: {type(error).__name__}", headers={BACKEND_HEADER: backend})
 
 
 # --- the bot processes ---------------------------------------------------------------------------
@@ -123,12 +125,17 @@ def fleet_settings(origin: str, telegram: FakeTelegram, slack: FakeSlack, store_
     }
 
 
+def bot_process(origin: str, telegram: FakeTelegram, slack: FakeSlack, store_url: str, log_dir: Path,
+                *args: str) -> ConvoflowProcess:
+    """`convoflow run tests/numbered_guessbot.py --channel all ARGS`, its calls recorded as `origin`."""
+    return ConvoflowProcess(log_dir / f"{origin}.log", BOT, "--channel", "all", *args,
+                            settings=fleet_settings(origin, telegram, slack, store_url))
+
+
 def fleet(size: int, telegram: FakeTelegram, slack: FakeSlack, store_url: str, log_dir: Path,
           *args: str) -> list[ConvoflowProcess]:
-    """`size` processes of `convoflow run tests/numbered_guessbot.py --channel all ARGS`, named p0, p1, ..."""
-    return [ConvoflowProcess(log_dir / f"p{n}.log", BOT, "--channel", "all", *args,
-                             settings=fleet_settings(f"p{n}", telegram, slack, store_url))
-            for n in range(size)]
+    """`size` bot processes, named p0, p1, ..."""
+    return [bot_process(f"p{n}", telegram, slack, store_url, log_dir, *args) for n in range(size)]
 
 
 async def metric_samples(process: ConvoflowProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -164,6 +171,11 @@ class Conversation:
     latencies: list[float] = field(default_factory=list)
     finished: bool = False
     problem: str | None = None
+    trace: list[str] = field(default_factory=list)
+    """What happened to each message: when it was posted, where, and the answer."""
+
+    def note(self, what: str) -> None:
+        self.trace.append(f"{time.monotonic():.2f} {what}")
 
     @property
     def partition(self) -> str:
@@ -174,6 +186,7 @@ class Conversation:
         return f"{self.partition}/{APP}"
 
     def arrive(self, text: str, origin: str) -> None:
+        self.note(f"reply {text!r} from {origin}")
         self.received.append((text, origin))
         self.inbox.put_nowait(text)
 
@@ -254,18 +267,21 @@ class Platforms:
         back meanwhile."""
         body = json.dumps(message(private_chat(int(conversation.address)), text=text))
         headers = {SECRET_HEADER: WEBHOOK_SECRET, "Content-Type": "application/json"}
-        for _ in range(TELEGRAM_ATTEMPTS):
+        for attempt in range(TELEGRAM_ATTEMPTS):
+            conversation.note(f"{text!r} #{attempt} posted")
             try:
                 async with self.http.post(f"{self.url}/telegram/webhook", data=body, headers=headers,
                                           timeout=aiohttp.ClientTimeout(total=60)) as response:
                     await response.read()
+                    conversation.note(f"{text!r} #{attempt}: {response.status} from {response.headers.get(BACKEND_HEADER)}")
                     if 200 <= response.status < 300:
                         return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
+            except (aiohttp.ClientError, TimeoutError) as error:
+                conversation.note(f"{text!r} #{attempt}: {error!r}")
             conversation.redeliveries += 1
             await asyncio.sleep(TELEGRAM_RETRY_SECONDS)
         conversation.gave_up += 1
+        conversation.note(f"{text!r}: the platform gave up")
 
     async def _slack(self, conversation: Conversation, text: str) -> None:
         """Slack posts an event, and retries it three times, with X-Slack-Retry-Num, when it is not
@@ -273,6 +289,7 @@ class Platforms:
         body = json.dumps(event_callback(dm(text, user=conversation.user, channel=str(conversation.address))))
         reason = ""
         for attempt, pause in enumerate((*SLACK_RETRY_SECONDS, None)):
+            conversation.note(f"{text!r} #{attempt} posted")
             headers = signed_headers(body, retry=attempt or None)
             if attempt:
                 headers["X-Slack-Retry-Reason"] = reason
@@ -280,18 +297,22 @@ class Platforms:
                 async with self.http.post(f"{self.url}/slack/events", data=body, headers=headers,
                                           timeout=aiohttp.ClientTimeout(total=SLACK_ACK_SECONDS)) as response:
                     await response.read()
+                    conversation.note(f"{text!r} #{attempt}: {response.status} from {response.headers.get(BACKEND_HEADER)}")
                     if response.status == 200:
                         return
                     reason = "http_error"
             except TimeoutError:
+                conversation.note(f"{text!r} #{attempt}: no answer within {SLACK_ACK_SECONDS:g} s")
                 reason = "http_timeout"
-            except aiohttp.ClientError:
+            except aiohttp.ClientError as error:
+                conversation.note(f"{text!r} #{attempt}: {error!r}")
                 reason = "connection_failed"
             if pause is None:
                 break
             conversation.redeliveries += 1
             await asyncio.sleep(pause)
         conversation.gave_up += 1
+        conversation.note(f"{text!r}: the platform gave up")
 
 
 async def play(conversation: Conversation, platforms: Platforms) -> None:
@@ -322,7 +343,7 @@ async def play(conversation: Conversation, platforms: Platforms) -> None:
             low, high = (guess + 1, high) if answer.endswith("low.") else (low, guess - 1)
             assert await conversation.next_reply(seen) == f"Guess {guesses + 1}?"
     except AssertionError as error:
-        conversation.problem = f"after {conversation.turns} messages: {error}"
+        conversation.problem = f"after {conversation.turns} messages: {error}; lately: {conversation.trace[-6:]}"
 
 
 # --- checking ------------------------------------------------------------------------------------
@@ -345,23 +366,33 @@ class Verdict:
     finished: bool
 
 
-async def stored_games(store_url: str) -> dict[str, tuple[int | None, int, bool]]:
-    """Every stored session of the bot: its secret, outbox size and whether its game finished, read
-    through the store and the `sessions show` view."""
+@dataclass(frozen=True)
+class StoredGame:
+    secret: int | None
+    outbox: int
+    """Replies still undelivered."""
+    finished: bool
+    seen: int
+    """How many of the user's messages the session has taken."""
+
+
+async def stored_games(store_url: str) -> dict[str, StoredGame]:
+    """Every stored session of the bot, read through the store and the `sessions show` view."""
     store = open_store(store_url)
     try:
-        games: dict[str, tuple[int | None, int, bool]] = {}
+        games: dict[str, StoredGame] = {}
         for session in await store.list_sessions(limit=100_000):
             drawn = re.search(r"draw_secret: (\d+)", describe(session))
             finished = session.state is not None and "result" in session.state
-            games[str(session.key)] = (int(drawn[1]) if drawn else None, len(session.outbox), finished)
+            games[str(session.key)] = StoredGame(int(drawn[1]) if drawn else None, len(session.outbox), finished,
+                                                 len(session.seen))
         return games
     finally:
         await store.close()
 
 
-def verdict(conversation: Conversation, secret: int | None, outbox: int, finished: bool) -> Verdict:
-    expected = expected_replies(secret) if secret is not None else []
+def verdict(conversation: Conversation, stored: StoredGame) -> Verdict:
+    expected = expected_replies(stored.secret) if stored.secret is not None else []
     texts = [text for text, _ in conversation.received]
     first_copies = list(dict.fromkeys(texts))
     copies: dict[str, list[str]] = {}
@@ -375,6 +406,6 @@ def verdict(conversation: Conversation, secret: int | None, outbox: int, finishe
         repeated_turns=sorted({expected.index(t) // 2 for t, origins in copies.items() if len(origins) > 1 and t in expected}),
         misordered=[t for t in first_copies if t in expected] != [t for t in expected if t in copies]
         or any(t not in expected for t in first_copies),
-        outbox=outbox,
-        finished=finished,
+        outbox=stored.outbox,
+        finished=stored.finished,
     )

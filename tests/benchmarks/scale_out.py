@@ -62,12 +62,10 @@ async def measure(store: str, store_url: str, processes: int, telegram_chats: in
     telegram, slack = await FakeTelegram().start(), await FakeSlack().start()
     telegram.record = False  # the listeners see every send; no need to keep them all
     bots = fleet(processes, telegram, slack, store_url, log_dir)
-    proxy = await Proxy([]).start()
+    proxy = await Proxy([bot.url for bot in bots]).start()
     platforms = Platforms(telegram, slack, proxy.url)
     try:
         await asyncio.gather(*(bot.start() for bot in bots))
-        proxy.backends[:] = [bot.url for bot in bots]
-        proxy.down_until.update({bot.url: 0.0 for bot in bots})
         conversations = []
         started = time.perf_counter()
         for round_number in range(rounds):
