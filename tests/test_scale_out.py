@@ -97,7 +97,9 @@ async def test_three_replicas_lose_and_repeat_nothing_through_sigkill_and_sigter
     verdicts = [verdict(c, games_stored[c.key]) for c in conversations]
     wrong = [v for v in verdicts if v.lost or v.misordered or v.outbox or not v.finished
              or (v.duplicates and not crash_window(v))]
-    assert not wrong, f"{len(wrong)} conversations went wrong:\n" + "\n".join(map(repr, wrong[:20]))
+    traces = {c.key: c.trace for c in conversations}
+    assert not wrong, f"{len(wrong)} conversations went wrong ({moments}):\n" + "\n".join(
+        f"{v!r}\n  {traces[v.key]}" for v in wrong[:10])
     repeated = [v for v in verdicts if v.duplicates]
     logs = terminated.log() + survivor.log() + replacement.log()
     print(f"\n{len(conversations)} games, {sum(c.turns for c in conversations)} messages, "
@@ -110,7 +112,8 @@ async def test_three_replicas_lose_and_repeat_nothing_through_sigkill_and_sigter
     # The kills were felt: updates went to dead replicas and were redelivered.
     assert proxy.refused > 0
     assert sum(c.redeliveries for c in conversations) > 0
-    assert not any(c.gave_up for c in conversations)
+    gave_up = [f"{c.key}: {c.trace}" for c in conversations if c.gave_up]
+    assert not gave_up, "the platform gave up redelivering:\n" + "\n".join(gave_up[:5])
     # The restarted replica took over games the others had started (replaying them from the store).
     assert total(replacement_metrics, "convoflow_turns_total") > 0
     assert "Traceback" not in logs and "ERROR" not in logs
