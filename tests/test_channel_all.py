@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest

@@ -143,6 +143,16 @@ async def ready(http: aiohttp.ClientSession, bot: ConvoflowProcess) -> tuple[int
         return response.status, await response.json()
 
 
+async def readiness_once_started(http: aiohttp.ClientSession, bot: ConvoflowProcess) -> tuple[int, dict[str, Any]]:
+    """The readiness answer once the channels have started (they may take a while on a busy machine)."""
+    for _ in range(600):
+        status, body = await ready(http, bot)
+        if body.get("reason") != "channels not started":
+            return status, body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the channels never started:\n{bot.log()}")
+
+
 async def wait_until_live(http: aiohttp.ClientSession, bot: ConvoflowProcess) -> None:
     for _ in range(1800):
         try:
@@ -186,7 +196,7 @@ async def test_readiness_follows_the_store(telegram: FakeTelegram, tmp_path: Pat
         await bot.launch()
         async with aiohttp.ClientSession() as http:
             await wait_until_live(http, bot)
-            status, body = await ready(http, bot)
+            status, body = await readiness_once_started(http, bot)
             assert (status, body["reason"].split(":")[0]) == (503, "store unreachable")  # no MongoDB yet
             server = await asyncio.to_thread(start_mongo_server, port)
             assert (await bot.wait_ready())["status"] == "ok"

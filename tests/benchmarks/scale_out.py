@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -123,8 +122,10 @@ async def main() -> None:
     print(f"convoflow scale-out: {args.telegram} Telegram chats + {args.slack} Slack DMs per round, "
           f"{args.rounds} rounds, one game each, all at once")
     print(f"machine: {os.cpu_count()} cores, shared by the bot processes, the MongoDB test server and this "
-          "process (proxy, fake APIs, users)\n")
+          "process (proxy, fake APIs, users)")
     server: MongoServer = mongo_server_from_environment()
+    print("MongoDB: " + ("the server of MONGODB_URI" if server.external_uri else
+                         "SecantusDB (a MongoDB-compatible server written in Python) on the same cores") + "\n")
     results: list[Result] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
