@@ -149,6 +149,18 @@ class TestSeveralProcesses:
             await one.close()
             await two.close()
 
+    async def test_stores_opening_a_new_file_at_the_same_moment_all_open_it(self, tmp_path: Path) -> None:
+        # As replicas starting together on a fresh file do: each switches it to WAL, and SQLite
+        # refuses all switches but one at once, whatever the busy timeout.
+        for attempt in range(60):
+            path = tmp_path / f"fresh-{attempt}.db"
+            stores = [SQLiteStore(path) for _ in range(3)]
+            try:
+                assert await asyncio.gather(*(store.load(KEY) for store in stores)) == [None, None, None]
+            finally:
+                for store in stores:
+                    await store.close()
+
     async def test_a_write_lock_held_elsewhere_gives_store_error_after_the_timeout(self, db_path: Path) -> None:
         store = SQLiteStore.from_url(url_of(db_path, timeout=0.2))
         first = Session(KEY).advanced(state={"n": 1}, outbox=({"seq": 1, "to": {}, "message": {"text": "hi"}},))

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -165,7 +166,7 @@ class SQLiteStore:
         # few multi-statement writes say BEGIN IMMEDIATE themselves. `timeout` is the busy timeout.
         db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._to_wal(db)
             if mode != "wal":  # e.g. a filesystem without shared memory: still correct, just slower
                 log.warning("SQLite store %s runs in journal mode %r, not WAL", self.path, mode)
             # WAL with synchronous=NORMAL stays consistent but may forget the latest commits on a
@@ -180,6 +181,21 @@ class SQLiteStore:
             raise
         self._db = db
         return db
+
+    def _to_wal(self, db: sqlite3.Connection) -> str:
+        """Switch the database to WAL (once per file: the mode is kept in it). Processes opening a
+        new file at the same moment each try the switch, and SQLite refuses all but one at once,
+        without waiting out the busy timeout (waiting could deadlock): the others try again."""
+        deadline = time.monotonic() + self.timeout
+        pause = 0.005
+        while True:
+            try:
+                return str(db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)  # in the store's own thread
+            pause = min(pause * 2, 0.1)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
