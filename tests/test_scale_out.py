@@ -1,6 +1,9 @@
 """Many replicas on one MongoDB: three `convoflow run ... --channel all` processes behind a
 round-robin proxy, 200 Telegram chats and 50 Slack DMs playing at once, one process SIGKILLed and
-another SIGTERMed mid-run. Every game completes, and every reply arrives exactly once, in order."""
+another SIGTERMed mid-run, then restarted. Every game completes, every reply arrives, in order, and
+once: the one repeat allowed is a reply the SIGKILLed process had sent but not yet recorded as sent
+(see `crash_window`). Failures print each game's trace: every message posted, where it went, the
+answer, and every reply with the process that sent it."""
 
 from __future__ import annotations
 
