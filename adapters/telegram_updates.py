@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from telegram import Bot, CallbackQuery, Message, MessageEntity, Update
+from telegram import Bot, CallbackQuery, MaybeInaccessibleMessage, Message, MessageEntity, Update
 from telegram.constants import ChatType
 
 from engine.buttons import ButtonRef, decode_button
@@ -117,6 +117,13 @@ def _from_message(update_id: str, message: Message, bot: BotIdentity, app: str) 
     return Incoming(key, update_id, kind, text, user=str(user.id), address=address, media=media)
 
 
+def _asked_someone_else(message: MaybeInaccessibleMessage, presser: int) -> bool:
+    """In a group the bot answers each member in reply to their message: a question replying to
+    another member's message is theirs, and a press on its buttons is not the presser's answer."""
+    asked = message.reply_to_message.from_user if isinstance(message, Message) and message.reply_to_message else None
+    return asked is not None and not asked.is_bot and asked.id != presser
+
+
 def _from_callback(update_id: str, query: CallbackQuery, bot: BotIdentity, app: str) -> Incoming | Ignored:
     if query.from_user is None:
         raise MalformedUpdate(f"callback query {query.id} has no sender")
@@ -130,6 +137,8 @@ def _from_callback(update_id: str, query: CallbackQuery, bot: BotIdentity, app: 
     chat = message.chat
     thread = message.message_thread_id if isinstance(message, Message) and message.is_topic_message else None
     group = chat.type in GROUPS
+    if group and _asked_someone_else(message, query.from_user.id):
+        return Ignored("button of a question the bot asked another member")
     address: dict[str, JSON] = {"chat_id": chat.id}
     if thread is not None:
         address["thread_id"] = thread

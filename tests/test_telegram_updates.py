@@ -131,3 +131,13 @@ def test_bodies_that_are_not_updates() -> None:
         parse_update(b'{"update_id": 1, "message": {"message_id": 1, "date": "yesterday", "chat": {"id": 1, "type": "private"}}}', PTB)
     assert parse_update(b'{"update_id": 1, "message": {"message_id": 1, "date": 1700000000, "chat": {"id": 1, "type": "private"}}}',
                         PTB).update_id == 1
+
+
+def test_in_a_group_a_press_counts_only_for_the_member_the_question_was_for() -> None:
+    ann = user(4, "Ann")
+    asked_ann = {"reply_to_message": {"message_id": 8, "date": 1700000000, "chat": TEAM, "from": ann, "text": "/start"}}
+    by_ann = incoming(press(TEAM, '"yes"', ann, **asked_ann))
+    assert isinstance(by_ann, Incoming) and (by_ann.key, by_ann.value) == (key(-100200, 4), "yes")
+    assert isinstance(incoming(press(TEAM, '"yes"', BO, **asked_ann)), Ignored)  # Bo can't answer for Ann
+    unaddressed = incoming(press(TEAM, '"yes"', BO))  # a question not in reply to anyone: the presser's
+    assert isinstance(unaddressed, Incoming) and unaddressed.key == key(-100200, 5)
