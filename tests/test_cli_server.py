@@ -211,3 +211,43 @@ async def test_readiness_follows_the_store(telegram: FakeTelegram, tmp_path: Pat
         await bot.kill()
         if server is not None:
             await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.parametrize("then", ["turn finishes", "second signal"])
+async def test_sigterm_finishes_the_turn_in_flight_and_a_second_one_exits_at_once(
+    telegram: FakeTelegram, tmp_path: Path, then: str
+) -> None:
+    bot = ConvoflowProcess(tmp_path / "bot.log", "bots/guessbot.py", "--channel", "telegram",
+                           "--store", f"sqlite:///{tmp_path / 'bot.db'}",
+                           settings={"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": telegram.url,
+                                     "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook",
+                                     "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET})
+    try:
+        await bot.start()
+        telegram.hold(42)  # the bot's replies to this chat wait at the Bot API
+        async with aiohttp.ClientSession() as http:
+            async def post() -> int:
+                async with http.post(f"{bot.url}/telegram/webhook", data=json.dumps(message(private_chat(42), text="/start")),
+                                     headers={SECRET_HEADER: WEBHOOK_SECRET}) as response:
+                    return response.status
+
+            in_flight = asyncio.create_task(post())
+            await telegram.wait_for(lambda: telegram.of("sendMessage"))  # the turn is delivering
+            bot.signal(signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            assert bot.process is not None and bot.process.returncode is None  # finishing the turn
+            with pytest.raises(aiohttp.ClientConnectionError):  # no new updates: Telegram retries elsewhere
+                await post()
+            if then == "turn finishes":
+                telegram.release(42)
+                assert await in_flight == 200
+                assert await bot.wait() == 0
+                assert telegram.texts(42) == ["Guess a number between 1 and 10.", "Your guess?"]
+            else:
+                bot.signal(signal.SIGTERM)
+                assert await bot.wait(timeout=5) == 1
+                assert "second signal: exiting now" in bot.log()
+                with pytest.raises(aiohttp.ClientError):
+                    await in_flight  # never answered: Telegram delivers the update again
+    finally:
+        await bot.kill()
