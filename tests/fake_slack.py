@@ -191,13 +191,16 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         origin = request.match_info.get("origin", "")
-        if self.latency:
-            await asyncio.sleep(self.latency)
         params: dict[str, Any] = dict(request.query)
-        if request.content_type == "application/json":
-            params.update(await request.json())
-        else:
-            params.update(await request.post())
+        try:
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                params.update(await request.post())
+        except ConnectionResetError:  # the caller died mid-request: Slack never got it
+            return web.Response(status=400)
+        if self.latency:  # a request Slack has received is carried out, whether or not the caller waits
+            await asyncio.sleep(self.latency)
         token = params.get("token")
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):

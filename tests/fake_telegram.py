@@ -172,7 +172,10 @@ class FakeTelegram:
         method = request.match_info["method"]
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
-        params = await _decode(request)
+        try:
+            params = await _decode(request)
+        except ConnectionResetError:  # the caller died mid-request: Telegram never got it
+            return web.Response(status=400)
         call = Call(method, params, origin=request.match_info.get("origin", ""))
         if self.record:
             self.calls.append(call)
