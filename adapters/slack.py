@@ -5,10 +5,12 @@ every request's signature checked by Bolt) and Socket Mode when an app-level tok
 One workspace with a bot token, or any number of workspaces installed through OAuth
 (`/slack/install`, `/slack/oauth_redirect`) with their tokens in an installation store.
 
-Slack wants an answer within 3 seconds and redelivers an update that got none. Each update's
-turn runs as a task this channel tracks, and the update is acknowledged as soon as the turn has
-committed (its replies go out after), or after `ack_seconds` at the latest: so a process that
-dies mid-turn leaves the update to Slack's redelivery, and a slow store never costs the deadline.
+Slack wants an answer within 3 seconds and redelivers an update that got none (or an error).
+Each update's turn runs as a task this channel tracks, and the update is acknowledged as soon as
+the turn has committed (its replies go out after). A turn not committed within `ack_seconds` is
+answered 503 and goes on: Slack delivers the update again, and the retry is acknowledged once the
+turn has committed. So an update is never acknowledged before it is safe in the store, and a
+process that dies mid-turn leaves it to Slack's redelivery.
 `stop()` lets turns in flight finish. Slack's retries and the same message arriving as both
 `app_mention` and `message.*` carry one incoming id (see adapters.slack_events), so the Engine
 processes them once.
@@ -29,6 +31,7 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -71,8 +74,8 @@ moves on. Any other error keeps the reply in the outbox for a later attempt."""
 TURN_RETRY_DELAYS = (0.5, 2.0, 5.0)
 """A turn whose store or delivery failed is retried here (once acknowledged, nobody else will; its
 incoming id makes a retry safe: a committed turn only re-delivers its outbox)."""
-ACK_SECONDS = 1.0
-"""The longest an update waits for its turn's commit before it is acknowledged all the same."""
+ACK_SECONDS = 2.0
+"""The longest an update waits for its turn's commit; then it is answered 503 (Slack retries)."""
 
 
 @dataclass(frozen=True)
@@ -257,27 +260,26 @@ class SlackChannel:
         app.event(re.compile(".*"))(_ignore)
         return app
 
-    async def _on_message(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
-        # Bolt acknowledges the event when this returns.
+    async def _on_message(self, event: dict[str, Any], context: AsyncBoltContext) -> BoltResponse | None:
+        # Bolt acknowledges the event when this returns None.
         translated = from_message(event, _workspace(context), self.engine.app)
         if translated is None:
-            return
+            return None
         incoming, client, committed = translated.incoming, context.client, asyncio.Event()
         if translated.in_thread:
-            await self._until(committed, self._spawn(self._thread_turn(incoming, client, committed)))
-        else:
-            await self._until(committed, self._spawn(self._turn(incoming, client, committed=committed)))
+            return await self._until(committed, self._spawn(self._thread_turn(incoming, client, committed)))
+        return await self._until(committed, self._spawn(self._turn(incoming, client, committed=committed)))
 
-    async def _on_click(self, ack: Any, body: dict[str, Any], context: AsyncBoltContext) -> None:
-        await ack()  # the answer Bolt sends when this returns
+    async def _on_click(self, ack: Any, body: dict[str, Any], context: AsyncBoltContext) -> BoltResponse | None:
+        await ack()  # the answer Bolt sends when this returns None
         incoming = from_action(body, _workspace(context), self.engine.app)
         if incoming is None:
             log.warning("ignoring a click on a button convoflow did not make: %.200s", body.get("actions"))
-            return
+            return None
         client, committed = context.client, asyncio.Event()
         # The buttons go at once, so nobody answers twice; the next question waits for that.
         answered = asyncio.ensure_future(self._replace_buttons(client, body))
-        await self._until(committed, self._spawn(self._turn(incoming, client, answered, committed)))
+        return await self._until(committed, self._spawn(self._turn(incoming, client, answered, committed)))
 
     # --- turns ---------------------------------------------------------------------------------
 
@@ -287,11 +289,15 @@ class SlackChannel:
         task.add_done_callback(self._turns.discard)
         return task
 
-    async def _until(self, committed: asyncio.Event, turn: asyncio.Task[None]) -> None:
-        """Hold the acknowledgement until the turn has committed (or ended), `ack_seconds` at most."""
+    async def _until(self, committed: asyncio.Event, turn: asyncio.Task[None]) -> BoltResponse | None:
+        """Acknowledge (None) once the turn has committed or ended; after `ack_seconds` without a
+        commit, answer 503 so that Slack delivers the update again (the turn goes on meanwhile)."""
         waiting = asyncio.ensure_future(committed.wait())
         await asyncio.wait([waiting, turn], timeout=self.ack_seconds, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
+        if committed.is_set() or turn.done():
+            return None
+        return BoltResponse(status=503, body="still processing; deliver again")
 
     async def _thread_turn(self, incoming: Incoming, client: AsyncWebClient, committed: asyncio.Event) -> None:
         """A thread reply without a mention is for the bot only while a conversation runs in that

@@ -149,6 +149,13 @@ class Engine:
         replies: list[Reply] = []
         pending = 0
         try:
+            if on_committed is not None and key in self._locks:
+                # A redelivery of an update this process is still busy with (its delivery may wait
+                # on another worker): it is processed already, so say so now, not after that wait.
+                early = await self.store.load(key)
+                if early is not None and incoming.id in early.seen:
+                    on_committed()
+                    on_committed = None
             async with self._serialised(key):
                 while True:
                     session = await self.store.load(key) or Session(key)
@@ -185,7 +192,7 @@ class Engine:
                 if on_committed is not None:
                     on_committed()
                 try:
-                    replies = await self._deliver(committed, deliver)
+                    replies = await self._deliver(committed, deliver, everything=outcome == "duplicate")
                 except DeliveryFailed as failed:
                     outcome, pending = "undelivered", failed.pending
                     raise
@@ -305,17 +312,68 @@ class Engine:
 
     # --- delivery ------------------------------------------------------------------------------
 
-    async def _deliver(self, session: Session, deliver: Deliver | None) -> list[Reply]:
-        if not session.outbox:
-            return []
-        waited = await self._after_other_workers(session)
-        if waited is None or not waited.outbox:
-            return []
-        session = waited
+    async def _deliver(self, session: Session, deliver: Deliver | None, everything: bool = False) -> list[Reply]:
+        """Deliver, in order, the replies of the session's outbox that are this worker's, or with
+        `everything` see every reply now in the outbox out (a redelivered update: its first
+        worker may have died before delivering).
+
+        A committed reply belongs to the worker that committed it. Replies another worker committed
+        moments ago are left to it, and ours that come after them wait until they are gone: no
+        reply goes out twice, and a session's replies keep their order. Replies older than
+        `handoff_seconds` are taken over (their worker died, or its delivery failed), claimed first
+        with a conditional write so that of several workers only one sends them. Replies stored
+        without a worker mark are anyone's.
+        """
+        delivered: list[Reply] = []
+        owed = {item["seq"] for item in session.outbox if everything or item.get("by", self.worker) == self.worker}
+        pause = 0.01
+        while session.outbox:
+            claimed = await self._claim(session)
+            if claimed is not None:
+                session, ready = claimed
+                if ready:
+                    delivered += await self._send(session, ready, deliver)
+                if not any(item["seq"] in owed for item in session.outbox[ready:]):
+                    return delivered
+                # what we owe waits behind another worker's replies: give it time to deliver them
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.25)
+            reloaded = await self.store.load(session.key)
+            if reloaded is None:
+                break
+            session = reloaded
+        return delivered
+
+    async def _claim(self, session: Session) -> tuple[Session, int] | None:
+        """The session and how many replies at the head of its outbox this worker may deliver now;
+        None when claiming replies taken over from another worker lost a race (reload and retry)."""
+        now = time.time()
+        ready, taken_over = 0, False
+        for item in session.outbox:
+            if item.get("by", self.worker) != self.worker:
+                if now - item.get("at", 0.0) < self.handoff_seconds:
+                    break
+                taken_over = True
+            ready += 1
+        if not taken_over:
+            return session, ready
+        outbox = tuple({**item, "by": self.worker, "at": now} if n < ready else item for n, item in enumerate(session.outbox))
+        claimed = session.advanced(outbox=outbox)
+        try:
+            await self.store.commit(claimed)
+        except Conflict:
+            return None
+        live = self._live.get(session.key)
+        if live is not None and live.revision == session.revision:
+            live.revision = claimed.revision
+        return claimed, ready
+
+    async def _send(self, session: Session, count: int, deliver: Deliver | None) -> list[Reply]:
+        """Deliver the first `count` replies of the outbox, then mark them delivered."""
         delivered: list[Reply] = []
         through = 0
         failure: BaseException | None = None
-        for item in session.outbox:
+        for item in session.outbox[:count]:
             reply = Reply(item["seq"], message_from_dict(item["message"]), item["to"])
             if deliver is not None:
                 try:
@@ -341,30 +399,6 @@ class Engine:
             pending = sum(1 for item in session.outbox if item["seq"] > through)
             raise DeliveryFailed(session.key, failure, pending) from failure
         return delivered
-
-    async def _after_other_workers(self, session: Session) -> Session | None:
-        """The session once no reply in its outbox is another worker's to deliver.
-
-        Replies another worker committed moments ago are being delivered by it (it committed the
-        turn before ours, or it is resuming the session): wait until they are gone, so no reply
-        goes out twice and a session's replies go out in order. Replies older than
-        `handoff_seconds` are taken over: their worker is taken to have died. Replies stored
-        without a worker mark are anyone's.
-        """
-        pause = 0.01
-        while True:
-            now = time.time()
-            if not any(
-                item.get("by", self.worker) != self.worker and now - item.get("at", 0.0) < self.handoff_seconds
-                for item in session.outbox
-            ):
-                return session
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.25)
-            reloaded = await self.store.load(session.key)
-            if reloaded is None:
-                return None
-            session = reloaded
 
     # --- bookkeeping ---------------------------------------------------------------------------
 

@@ -130,3 +130,52 @@ async def test_the_sweep_redelivers_replies_left_waiting_and_only_this_bots() ->
     assert await sweeper.redeliver_waiting(lambda key: Outlet("sweep", sent)) == 0
     other = await store.load(SessionKey("test:1", "other"))
     assert other is not None and len(other.outbox) == 1  # another bot's replies are its own business
+
+
+async def test_interleaved_replies_of_two_workers_go_out_at_once_in_order() -> None:
+    """Outbox [a's reply, b's reply]: a sends its own, b sends its own after it; nobody waits for
+    the handoff time, which would mean each waited for the other."""
+    store, sent = MemoryStore(), []
+    await started(store)
+    a, b = worker(store, handoff=30), worker(store, handoff=30)
+    slow_a, b_outlet = Outlet("a", sent), Outlet("b", sent)
+    slow_a.hold = asyncio.Event()
+    first = asyncio.create_task(a.handle(update(1, "one"), slow_a))
+    while not (session := await store.load(KEY)) or not session.outbox:
+        await asyncio.sleep(0.001)
+    second = asyncio.create_task(b.handle(update(2, "two"), b_outlet))
+    while not (session := await store.load(KEY)) or len(session.outbox) < 2:
+        await asyncio.sleep(0.001)
+    slow_a.hold.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert sent == [("a", "echo one"), ("b", "echo two")]
+
+
+async def test_replies_taken_over_by_two_live_workers_at_once_go_out_once() -> None:
+    store, sent = MemoryStore(), []
+    await started(store)
+    await left_waiting(worker(store, handoff=0.2), update(1, "one"))
+    b, c = worker(store, handoff=0.2), worker(store, handoff=0.2)
+    slow_b, slow_c = Outlet("b", sent), Outlet("c", sent)
+    # both see the dead worker's reply and take it over when the handoff time is up
+    results = await asyncio.gather(b.handle(update(1, "one"), slow_b), c.handle(update(1, "one"), slow_c))
+    assert [text for _, text in sent] == ["echo one"]
+    assert sorted(len(replies) for replies in results) == [0, 1]
+
+
+async def test_a_redelivery_is_reported_processed_while_the_first_attempt_still_delivers() -> None:
+    store, sent = MemoryStore(), []
+    await started(store)
+    engine = worker(store)
+    slow = Outlet("a", sent)
+    slow.hold = asyncio.Event()
+    first = asyncio.create_task(engine.handle(update(1, "one"), slow))
+    while not (session := await store.load(KEY)) or not session.outbox:
+        await asyncio.sleep(0.001)
+    acknowledged = asyncio.Event()
+    again = asyncio.create_task(engine.handle(update(1, "one"), Outlet("again", sent), acknowledged.set))
+    await asyncio.wait_for(acknowledged.wait(), 5)  # while the first attempt is still delivering
+    assert not first.done()
+    slow.hold.set()
+    await asyncio.gather(first, again)
+    assert sent == [("a", "echo one")]

@@ -355,15 +355,34 @@ async def test_an_event_is_acknowledged_once_its_turn_has_committed(fake: FakeSl
         assert session is not None and session.state is not None and "slack:T111:D111:" in session.seen[-1]
 
 
-async def test_a_slow_turn_is_acknowledged_in_time_and_stop_finishes_turns_in_flight(fake: FakeSlack) -> None:
+async def test_a_turn_not_committed_in_time_is_answered_503_and_its_retry_acknowledged_once_committed(
+    fake: FakeSlack,
+) -> None:
     global release
     release = asyncio.Event()
     store = MemoryStore()
     engine = Engine(slow_bot, store, app="slow")
     async with running_slack(engine, fake, ack_seconds=0.2) as app:
-        reply = await app.send(dm("go"))
-        assert reply.status == 200  # acknowledged while the turn still waits
+        event = dm("go")
+        first = await app.send(event, event_id="Ev1")
+        assert first.status == 503  # not safe in the store yet: Slack will deliver it again
         assert fake.posts() == [] and await store.list_sessions() == []
+        release.set()
+        while not await store.list_sessions():  # the first attempt commits
+            await asyncio.sleep(0.01)
+        retry = await app.send(event, event_id="Ev1", retry=1)
+        assert retry.status == 200  # the first attempt has committed by now
+        await asyncio.sleep(0.1)
+    assert texts(fake.posts()) == ["looked up", "More?"]  # processed once
+
+
+async def test_stop_finishes_turns_in_flight(fake: FakeSlack) -> None:
+    global release
+    release = asyncio.Event()
+    store = MemoryStore()
+    engine = Engine(slow_bot, store, app="slow")
+    async with running_slack(engine, fake, ack_seconds=0.2) as app:
+        assert (await app.send(dm("go"))).status == 503
         asyncio.get_running_loop().call_later(0.3, release.set)
     # Leaving the block stopped the server and the channel; the turn was finished, not dropped.
     assert texts(fake.posts()) == ["looked up", "More?"]
@@ -378,8 +397,8 @@ async def test_stop_gives_up_on_turns_that_outlast_the_drain_time(
     store = MemoryStore()
     started = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="convoflow.slack"):
-        async with running_slack(Engine(slow_bot, store, app="slow"), fake, drain_seconds=0.3) as app:
-            assert (await app.send(dm("go"))).status == 200
+        async with running_slack(Engine(slow_bot, store, app="slow"), fake, drain_seconds=0.3, ack_seconds=0.1) as app:
+            assert (await app.send(dm("go"))).status == 503
             await asyncio.sleep(0.1)
     assert time.perf_counter() - started < 5
     assert any("cancelling 1 Slack turns" in r.getMessage() for r in caplog.records)
