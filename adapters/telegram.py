@@ -28,7 +28,7 @@ from telegram.warnings import PTBUserWarning
 from adapters.telegram_options import SECRET_PATTERN, TOKEN_PATTERN, TelegramOptions
 from adapters.telegram_render import render
 from adapters.telegram_request import AiohttpRequest
-from adapters.telegram_updates import BotIdentity, Ignored, MalformedUpdate, Migration, parse_update, partition, translate
+from adapters.telegram_updates import BotIdentity, MalformedUpdate, Migration, parse_update, partition, translate
 from engine.messages import Incoming, Reply, SessionKey
 from engine.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
 from engine.stores.base import StoreError

@@ -7,10 +7,9 @@ import asyncio
 import json
 import re
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import aiohttp
-import pytest
 
 from adapters.telegram import SECRET_HEADER
 from tests.convoflow_process import ConvoflowProcess, convoflow_command
@@ -20,20 +19,6 @@ from tests.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_head
 
 WEBHOOK_SECRET = "all-channels_Secret"
 START = ["Guess a number between 1 and 10.", "Your guess?"]
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = await FakeSlack().start()
-    yield fake
-    await fake.close()
 
 
 def all_channel_settings(telegram: FakeTelegram, slack: FakeSlack) -> dict[str, str]:

@@ -9,7 +9,7 @@ import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -25,20 +25,6 @@ from tests.test_channel_all import WEBHOOK_SECRET, all_channel_settings
 
 SECRETS = (TOKEN, TOKEN.partition(":")[2], WEBHOOK_SECRET, SIGNING_SECRET, "xoxb-fake-T111")
 """Every secret the process is given, and the key part of the Telegram token on its own."""
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = await FakeSlack().start()
-    yield fake
-    await fake.close()
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,7 @@ from engine import (
     send_message,
     state_from_dict,
 )
-from tests.dialog_helpers import PERSISTENCES, JsonPersistence, achat, chat, said, stored
-
-
-@pytest.fixture(params=sorted(PERSISTENCES))
-def persistence(request: pytest.FixtureRequest) -> PersistenceProvider:
-    return PERSISTENCES[request.param]()
+from tests.dialog_helpers import JsonPersistence, achat, chat, said, stored
 
 
 # --- one conversation in each of the seed's styles ------------------------------------------------

@@ -32,12 +32,7 @@ from engine import (
 )
 from engine.player import Play
 from engine.replay import DialogState
-from tests.dialog_helpers import PERSISTENCES, JsonPersistence, achat, chat, said, stored
-
-
-@pytest.fixture(params=sorted(PERSISTENCES))
-def persistence(request: pytest.FixtureRequest) -> PersistenceProvider:
-    return PERSISTENCES[request.param]()
+from tests.dialog_helpers import JsonPersistence, achat, chat, said, stored
 
 
 def size(persistence: PersistenceProvider) -> int:

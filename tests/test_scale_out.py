@@ -11,9 +11,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
-from typing import AsyncIterator
 
-import pytest
 
 from tests.fake_slack import FakeSlack
 from tests.fake_telegram import FakeTelegram
@@ -34,20 +32,6 @@ def crash_window(found: Verdict) -> bool:
     avoid (neither Telegram's sendMessage nor Slack's chat.postMessage is idempotent)."""
     return len(found.repeated_turns) == 1 and all(
         len(origins) == 2 and origins[0] == KILLED and origins[1] != KILLED for _, origins in found.duplicates)
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = await FakeTelegram().start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = await FakeSlack().start()
-    yield fake
-    await fake.close()
 
 
 async def test_three_replicas_lose_and_repeat_nothing_through_sigkill_and_sigterm(
