@@ -15,7 +15,8 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 from adapters.slack import SlackOAuth
 from adapters.slack_mongo import MongoInstallationStore, MongoOAuthStateStore
 from adapters.slack_oauth import oauth_stores
-from engine.messages import SessionKey
+from engine.messages import Incoming, Reply, SessionKey
+from engine.runtime import DeliveryFailed
 from engine.stores import MemoryStore
 from engine.stores.sqlite import SQLiteStore
 from tests.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack, Team
@@ -164,3 +165,27 @@ async def test_a_store_outage_during_authorization_asks_slack_to_redeliver(fake:
     finally:
         server.stop()
         await client.close()
+
+
+
+async def test_replies_left_waiting_go_out_with_their_own_workspaces_token(fake: FakeSlack, oauth: SlackOAuth) -> None:
+    store = MemoryStore()
+    engine = bot_engine("bots/signup.py", store)
+
+    async def unreachable(reply: Reply) -> None:
+        raise ConnectionError("Slack unreachable")
+
+    async with running_slack(engine, fake, oauth=oauth) as app:
+        await install(app, ACME, "code-acme")
+        await install(app, GLOBEX, "code-globex")
+        keys = [SessionKey("slack:-:TACME:D111", "signup"), SessionKey("slack:-:TGLOBEX:D111", "signup")]
+        for key in keys:  # the welcome is committed, then its delivery fails (as a crash would leave it)
+            with pytest.raises(DeliveryFailed):
+                await engine.handle(Incoming(key, f"start {key}", "command", "/start", address={"channel": "D111"}),
+                                    unreachable)
+        assert app.channel.deliverer(SessionKey("telegram:7:42", "signup")) is None
+        engine.handoff_seconds = 0.0  # the sweep may take them over at once
+        assert await engine.redeliver_waiting(app.channel.deliverer) == 4
+    welcomes = [(c.token, c.params["text"]) for c in fake.posts()]
+    assert welcomes == [("xoxb-acme", "Welcome! Let's get you signed up."), ("xoxb-acme", "What's your name?"),
+                        ("xoxb-globex", "Welcome! Let's get you signed up."), ("xoxb-globex", "What's your name?")]
