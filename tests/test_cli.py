@@ -61,8 +61,15 @@ def test_sessions_on_an_empty_store() -> None:
     assert "no session console:local/guessbot" in shown.stderr
 
 
-def test_resume_across_processes_and_inspect_the_session(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'bot.db'}"
+@pytest.fixture(params=["sqlite", "mongodb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A persistent store URL: an SQLite file, or a database on the MongoDB test server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bot.db'}"
+    return str(request.getfixturevalue("mongo_uri"))
+
+
+def test_resume_across_processes_and_inspect_the_sessions(store: str) -> None:
     first = convoflow("run", "bots/signup.py", "--store", store, "--session", "ann", stdin="Ann\n")
     assert first.returncode == 0, first.stderr
     second = convoflow("run", "bots/signup.py", "--store", store, "--session", "ann", stdin="34\n")
@@ -73,11 +80,21 @@ def test_resume_across_processes_and_inspect_the_session(tmp_path: Path) -> None
         "you> 34",
         "bot> Your email address?",
     ]
-    listed = convoflow("sessions", "--store", store, "list", "console:ann")
-    assert listed.stdout.startswith("console:ann/signup  rev 6  waiting for input in main > ask")
+    other = convoflow("run", "bots/guessbot.py", "--store", store, "--session", "bob", stdin="")
+    assert other.returncode == 0, other.stderr
+
+    listed = convoflow("sessions", "--store", store, "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["console:bob/guessbot", "console:ann/signup"]  # newest first
+    assert lines[1].startswith("console:ann/signup  rev 6  waiting for input in main > ask")
+    only_ann = convoflow("sessions", "--store", store, "list", "console:ann")
+    assert [line.split()[0] for line in only_ann.stdout.splitlines()] == ["console:ann/signup"]
+
     shown = convoflow("sessions", "--store", store, "show", "console:ann/signup")
     assert shown.returncode == 0, shown.stderr
     for line in [
+        "session   console:ann/signup",
         "status    waiting for input in main > ask",
         "    ask: \"Ann\"",
         "    ask: 34",
@@ -87,6 +104,8 @@ def test_resume_across_processes_and_inspect_the_session(tmp_path: Path) -> None
         "  #4 bot> Your email address?",
     ]:
         assert line in shown.stdout.splitlines(), (line, shown.stdout)
+    missing = convoflow("sessions", "--store", store, "show", "console:nobody/signup")
+    assert missing.returncode == 1 and "no session console:nobody/signup" in missing.stderr
 
 
 def test_default_store_is_an_sqlite_file_in_the_working_directory(tmp_path: Path) -> None:

@@ -681,36 +681,6 @@ def convoflow(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 
 
 class TestCommandLine:
-    def test_run_resume_list_and_show_on_mongodb(self, mongo_uri: str) -> None:
-        first_run = convoflow("run", "bots/signup.py", "--store", mongo_uri, "--session", "ann", stdin="Ann\n")
-        assert first_run.returncode == 0, first_run.stderr
-        second_run = convoflow("run", "bots/signup.py", "--store", mongo_uri, "--session", "ann", stdin="34\n")
-        assert second_run.returncode == 0, second_run.stderr
-        assert second_run.stdout.splitlines() == [
-            "(resuming session console:ann/signup where you left off)",
-            "bot> Nice to meet you, Ann. How old are you?",
-            "you> 34",
-            "bot> Your email address?",
-        ]
-        other = convoflow("run", "bots/guessbot.py", "--store", mongo_uri, "--session", "bob", stdin="")
-        assert other.returncode == 0, other.stderr
-
-        listed = convoflow("sessions", "--store", mongo_uri, "list")
-        assert listed.returncode == 0, listed.stderr
-        lines = listed.stdout.splitlines()
-        assert [line.split()[0] for line in lines] == ["console:bob/guessbot", "console:ann/signup"]  # newest first
-        assert lines[1].startswith("console:ann/signup  rev 6  waiting for input in main > ask")
-        only_ann = convoflow("sessions", "--store", mongo_uri, "list", "console:ann")
-        assert [line.split()[0] for line in only_ann.stdout.splitlines()] == ["console:ann/signup"]
-
-        shown = convoflow("sessions", "--store", mongo_uri, "show", "console:ann/signup")
-        assert shown.returncode == 0, shown.stderr
-        for line in ["session   console:ann/signup", "    ask: \"Ann\"", "    ask: 34",
-                     "outbox    0 undelivered", "  #4 bot> Your email address?"]:
-            assert line in shown.stdout.splitlines(), (line, shown.stdout)
-        missing = convoflow("sessions", "--store", mongo_uri, "show", "console:nobody/signup")
-        assert missing.returncode == 1 and "no session console:nobody/signup" in missing.stderr
-
     def test_an_unreachable_server_is_a_clear_error(self) -> None:
         url = f"mongodb://user:secret@127.0.0.1:{free_port()}/bots?serverSelectionTimeoutMS=300&timeoutMS=1000"
         result = convoflow("sessions", "--store", url, "list")
