@@ -126,7 +126,7 @@ class Engine:
         self.handoff_seconds = handoff_seconds
         self.on_turn = on_turn
         self.worker = uuid.uuid4().hex[:12]
-        """Marks the replies this Engine commits: they are its to deliver (see `_after_other_workers`)."""
+        """Marks the replies this Engine commits or claims: they are its to deliver (see `_deliver`)."""
         self._live: OrderedDict[Any, _Live] = OrderedDict()
         self._locks: dict[Any, tuple[asyncio.Lock, int]] = {}
 
@@ -210,12 +210,8 @@ class Engine:
             if session is None or not session.outbox:
                 return []
             now = time.time()
-            claimed = session.advanced(outbox=tuple({**item, "by": self.worker, "at": now} for item in session.outbox))
-            try:
-                await self.store.commit(claimed)
-            except Conflict:
-                return []
-            return await self._deliver(claimed, deliver)
+            claimed = await self._committed_claim(session, tuple(self._mine(item, now) for item in session.outbox))
+            return [] if claimed is None else await self._deliver(claimed, deliver)
 
     async def redeliver_waiting(self, deliver_for: Callable[[SessionKey], Deliver | None], within: float = 86_400) -> int:
         """Resume this bot's sessions whose replies have waited undelivered longer than
@@ -303,7 +299,7 @@ class Engine:
         return session.advanced(
             state=state,
             # each reply is marked with the worker that is to deliver it, and when
-            outbox=session.outbox + tuple({**item, "by": self.worker, "at": now} for item in new),
+            outbox=session.outbox + tuple(self._mine(item, now) for item in new),
             seen=(*session.seen, incoming.id)[-SEEN_LIMIT:],
             address=address,
             next_seq=seq + len(new),
@@ -357,7 +353,16 @@ class Engine:
             ready += 1
         if not taken_over:
             return session, ready
-        outbox = tuple({**item, "by": self.worker, "at": now} if n < ready else item for n, item in enumerate(session.outbox))
+        outbox = tuple(self._mine(item, now) if n < ready else item for n, item in enumerate(session.outbox))
+        claimed = await self._committed_claim(session, outbox)
+        return None if claimed is None else (claimed, ready)
+
+    def _mine(self, item: dict[str, Any], now: float) -> dict[str, Any]:
+        """An outbox entry marked as this worker's to deliver, as of `now`."""
+        return {**item, "by": self.worker, "at": now}
+
+    async def _committed_claim(self, session: Session, outbox: tuple[dict[str, Any], ...]) -> Session | None:
+        """`session` with its outbox re-marked, committed; None when another worker moved it first."""
         claimed = session.advanced(outbox=outbox)
         try:
             await self.store.commit(claimed)
@@ -365,8 +370,8 @@ class Engine:
             return None
         live = self._live.get(session.key)
         if live is not None and live.revision == session.revision:
-            live.revision = claimed.revision
-        return claimed, ready
+            live.revision = claimed.revision  # the claim changed no state: the suspended play still fits
+        return claimed
 
     async def _send(self, session: Session, count: int, deliver: Deliver | None) -> list[Reply]:
         """Deliver the first `count` replies of the outbox, then mark them delivered."""
