@@ -6,10 +6,8 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
-
-from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
@@ -20,7 +18,7 @@ from engine.stores import Store, StoreError, open_store
 from adapters.channel import Channel
 from adapters.console import ConsoleChannel
 from adapters.loader import Bot, BotNotFound, load_bot
-from adapters.logs import setup_logging
+from adapters.logs import LogFormat, setup_logging
 from adapters.metrics import MeteredStore, Metrics
 from adapters.serve import serve
 from adapters.session_view import describe, summary_line
@@ -165,11 +163,13 @@ def port(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def log_format(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+def log_format(args: argparse.Namespace, env: Mapping[str, str]) -> LogFormat:
     fmt = args.log_format or env.get("CONVOFLOW_LOG_FORMAT", "text") or "text"
-    if fmt not in ("text", "json"):
-        raise ConfigError(f"CONVOFLOW_LOG_FORMAT={fmt!r} must be text or json")
-    return fmt
+    if fmt == "text":
+        return "text"
+    if fmt == "json":
+        return "json"
+    raise ConfigError(f"CONVOFLOW_LOG_FORMAT={fmt!r} must be text or json")
 
 
 async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 setup_logging(args.log_level or "WARNING", "text", secrets)
                 asyncio.run(run_console(args, env, bot))
             else:
-                setup_logging(args.log_level or "INFO", log_format(args, env), secrets)  # type: ignore[arg-type]
+                setup_logging(args.log_level or "INFO", log_format(args, env), secrets)
                 asyncio.run(run_server(args, env, bot))
             return 0
         return asyncio.run(show_sessions(args, env))
