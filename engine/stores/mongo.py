@@ -199,17 +199,17 @@ class MongoStore:
         if partition is not None:
             # The partition itself and every partition under it ("p:..." sorts between "p:" and "p;").
             query = {"$or": [{"partition": partition}, {"partition": {"$gt": partition + ":", "$lt": partition + ";"}}]}
-        with self._operation("listing sessions", None):
-            cursor = self.collection.find(query).sort("updated", pymongo.DESCENDING).limit(limit)
-            documents = [document async for document in cursor]
-        return [self._session(document) for document in documents]
+        return await self._find(query, pymongo.DESCENDING, limit, "listing sessions")
 
     async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
         # BSON dates hold milliseconds: compare at that precision, as the stored dates were cut to it.
         window = {"$gte": _date(math.floor(since * 1000) / 1000), "$lt": _date(math.floor(until * 1000) / 1000)}
         query = {"app": app, "updated": window, "outbox.0": {"$exists": True}}
-        with self._operation("finding undelivered replies", None):
-            cursor = self.collection.find(query).sort("updated", pymongo.ASCENDING).limit(limit)
+        return await self._find(query, pymongo.ASCENDING, limit, "finding undelivered replies")
+
+    async def _find(self, query: dict[str, Any], by_updated: int, limit: int, doing: str) -> list[Session]:
+        with self._operation(doing, None):
+            cursor = self.collection.find(query).sort("updated", by_updated).limit(limit)
             documents = [document async for document in cursor]
         return [self._session(document) for document in documents]
 

@@ -41,6 +41,9 @@ DEFAULT_TIMEOUT = 5.0
 _COLUMNS = ("partition", "app", "revision", "updated")
 """Record fields kept in their own columns; the rest of the record is one JSON text."""
 
+_SELECT = "SELECT partition, app, revision, updated, record FROM sessions"
+"""A session row as `_session` reads it."""
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sessions (
         key       TEXT PRIMARY KEY,
@@ -217,9 +220,7 @@ class SQLiteStore:
             self._db = None
 
     def _load(self, key: SessionKey) -> Session | None:
-        row = self._connection().execute(
-            "SELECT partition, app, revision, updated, record FROM sessions WHERE key = ?", (str(key),)
-        ).fetchone()
+        row = self._connection().execute(f"{_SELECT} WHERE key = ?", (str(key),)).fetchone()
         return None if row is None else _session(row)
 
     def _commit(self, session: Session) -> bool:
@@ -262,21 +263,19 @@ class SQLiteStore:
             return current
 
     def _list(self, partition: str | None, limit: int) -> list[Session]:
-        select = "SELECT partition, app, revision, updated, record FROM sessions"
         if partition is None:
-            rows = self._connection().execute(f"{select} ORDER BY updated DESC LIMIT ?", (limit,))
+            rows = self._connection().execute(f"{_SELECT} ORDER BY updated DESC LIMIT ?", (limit,))
         else:
             # The partition itself and every partition under it ("p:..." sorts between "p:" and "p;").
             rows = self._connection().execute(
-                f"{select} WHERE partition = ? OR (partition > ? AND partition < ?) ORDER BY updated DESC LIMIT ?",
+                f"{_SELECT} WHERE partition = ? OR (partition > ? AND partition < ?) ORDER BY updated DESC LIMIT ?",
                 (partition, partition + ":", partition + ";", limit),
             )
         return [_session(row) for row in rows]
 
     def _undelivered(self, app: str, since: float, until: float, limit: int) -> list[Session]:
         rows = self._connection().execute(
-            "SELECT partition, app, revision, updated, record FROM sessions"
-            " WHERE app = ? AND updated >= ? AND updated < ? AND json_array_length(record, '$.outbox') > 0"
+            f"{_SELECT} WHERE app = ? AND updated >= ? AND updated < ? AND json_array_length(record, '$.outbox') > 0"
             " ORDER BY updated LIMIT ?",
             (app, since, until, limit),
         )
