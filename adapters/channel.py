@@ -6,8 +6,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from engine.messages import SessionKey
-from engine.runtime import Deliver
+from convoflow.messages import SessionKey
+from convoflow.runtime import Deliver
 
 
 class Channel(Protocol):

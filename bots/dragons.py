@@ -3,7 +3,7 @@
     convoflow run bots/dragons.py
 """
 
-from engine import dialog, get_client_response, run, send_message
+from convoflow import dialog, get_client_response, run, send_message
 
 
 @dialog()

@@ -5,7 +5,7 @@
 
 import random
 
-from engine import ask, dialog, send_message
+from convoflow import ask, dialog, send_message
 
 
 @dialog()

@@ -4,7 +4,7 @@ stays small however long the user keeps going.
     convoflow run bots/menu.py
 """
 
-from engine import Option, ask, dialog, goto, send_message
+from convoflow import Option, ask, dialog, goto, send_message
 
 MENU = [Option("Tell me a fact", "fact"), Option("Count up", "count"), Option("Quit", "quit")]
 

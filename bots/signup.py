@@ -3,7 +3,7 @@
     convoflow run bots/signup.py
 """
 
-from engine import Option, ask, dialog, send_message
+from convoflow import Option, ask, dialog, send_message
 
 
 def parse_name(text: str) -> str:

@@ -1,6 +1,6 @@
 """convoflow's resumable dialog engine: flows as plain Python, replayed from a stored record."""
 
-from engine.dialogs import (
+from convoflow.runners import (
     DialogStep,
     DialogStepDone,
     DialogStepNotDone,
@@ -11,9 +11,9 @@ from engine.dialogs import (
     run_dialog,
     run_gen_dialog,
 )
-from engine.messages import Incoming, Media, Message, Option, Reply, SessionKey, Text
-from engine.player import run
-from engine.replay import (
+from convoflow.messages import Incoming, Media, Message, Option, Reply, SessionKey, Text
+from convoflow.player import run
+from convoflow.replay import (
     DialogState,
     DialogStateException,
     ReplayMismatch,
@@ -23,7 +23,7 @@ from engine.replay import (
     new_empty_state,
     state_from_dict,
 )
-from engine.steps import (
+from convoflow.dialogs import (
     AsyncDialog,
     AsyncGenDialog,
     BaseDialog,

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from engine.types import JSON
+from convoflow.types import JSON
 
 _REFERENCE = re.compile(r"#(\d{1,18})\.(\d{1,6})")
 

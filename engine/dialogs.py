@@ -1,159 +1,157 @@
-"""The embedding API kept from the seed library, and `ask`.
-
-`run_dialog`, `run_gen_dialog` and `run_async_gen_dialog` play one turn: load the state from the
-persistence provider, run the dialog up to its next wait for input, save the state, and return a
-step with the messages to send.
-"""
+"""What a flow yields or runs: the `@dialog` decorator, dialog calls and the primitive steps."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Generic, Literal, Protocol, Sequence, TypeVar
+import functools
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
 
-from engine.messages import Option, Text
-from engine.player import Play
-from engine.replay import DialogState, new_empty_state
-from engine.steps import BaseDialog, dialog, get_client_response, send_message
+from convoflow.renamed import current_path
+from convoflow.replay import DEFAULT_VERSION, INPUT
+from convoflow.types import StateDict
 
 T = TypeVar("T")
 
+_new = object.__new__
 
-@dataclass
-class DialogStepDone(Generic[T]):
-    return_value: T
-    messages: list[Any]
-    is_done: Literal[True] = True
+_registry: dict[str, Callable[..., BaseDialog[Any]]] = {}
+"""Decorated dialogs by "module:qualname", so a `goto` target can be rebuilt from a stored state."""
 
 
-@dataclass
-class DialogStepNotDone:
-    messages: list[Any]
-    is_done: Literal[False] = False
-    return_value: None = None
+class BaseDialog(Generic[T]):
+    """Anything a flow can yield or pass to `run()`. `name` keys its entry in the replay log."""
+
+    name: str
+    version: str
 
 
-DialogStep = DialogStepDone[Any] | DialogStepNotDone
+@dataclass(frozen=True)
+class DialogCall(BaseDialog[T]):
+    """A decorated function together with its arguments, not yet run."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(hash=False)
+    version: str
+    name: str
+    path: str
+
+    @property
+    def dialog(self) -> Callable[[], Any]:
+        """The seed API's zero-argument closure."""
+        return functools.partial(self.func, *self.args, **self.kwargs)
+
+    def spec(self) -> StateDict:
+        """How to call this dialog again, for a stored goto target."""
+        return {"dialog": self.path, "args": list(self.args), "kwargs": dict(self.kwargs)}
 
 
-class PersistenceProvider(Protocol):
-    """Where the seed API keeps a dialog's state between turns."""
-
-    def get_state(self, dialog: BaseDialog[Any]) -> DialogState: ...
-
-    def save_state(self, state: DialogState) -> None: ...
+class Dialog(DialogCall[T]):
+    """A plain function: one recorded step, which may itself `run()` steps (seed `run()` style)."""
 
 
-@dataclass
-class InMemoryPersistence:
-    state: DialogState | None = None
-
-    def get_state(self, dialog: BaseDialog[Any]) -> DialogState:
-        if self.state is None:
-            self.state = new_empty_state(dialog)
-        return self.state
-
-    def save_state(self, state: DialogState) -> None:
-        self.state = state
+class GenDialog(DialogCall[T]):
+    """A generator function that yields steps."""
 
 
-def prepare(dialog: BaseDialog[Any], state: DialogState, fallback: BaseDialog[Any] | None, response: Any) -> Play:
-    """The play for this turn: the suspended one kept on `state`, or a new one that replays."""
-    play = state.live
-    if not isinstance(play, Play) or not play.usable or play.top != dialog or play.fallback != fallback:
-        play = Play(dialog, state, fallback)
-    state.live = None  # re-attached only when the turn completes
-    play.begin(response)
-    return play
+class AsyncDialog(DialogCall[T]):
+    """An `async def` function: one recorded step (where I/O belongs)."""
 
 
-def finish(play: Play, done: bool) -> DialogStep:
-    state = play.state
-    state.live = None if done else play
-    messages = list(play.outbox)
-    if done:
-        return DialogStepDone(state.return_value, messages)
-    return DialogStepNotDone(messages)
+class AsyncGenDialog(DialogCall[T]):
+    """An async generator function that yields steps and `dialog_result(x)` to return."""
 
 
-def _done_already(state: DialogState) -> DialogStep | None:
-    return DialogStepDone(state.return_value, []) if state.is_done else None
+def dialog(version: str = DEFAULT_VERSION, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Turn a function into a dialog: calling it returns a `DialogCall` to yield or `run()`.
 
-
-def run_gen_dialog(
-    dialog: BaseDialog[Any],
-    persistence: PersistenceProvider,
-    client_response: Any,
-    fallback_dialog: BaseDialog[Any] | None = None,
-) -> DialogStep:
-    """Play one turn of a dialog whose steps need no event loop."""
-    state = persistence.get_state(dialog)
-    step = _done_already(state)
-    if step is None:
-        play = prepare(dialog, state, fallback_dialog, client_response)
-        step = finish(play, play.step_sync())
-    persistence.save_state(state)
-    return step
-
-
-run_dialog = run_gen_dialog
-"""Plain-function dialogs using `run()` play through the same machinery."""
-
-
-async def run_async_gen_dialog(
-    dialog: BaseDialog[Any],
-    persistence: PersistenceProvider,
-    client_response: Any,
-    fallback_dialog: BaseDialog[Any] | None = None,
-) -> DialogStep:
-    """Play one turn of any dialog, awaiting its asyncio work."""
-    state = persistence.get_state(dialog)
-    step = _done_already(state)
-    if step is None:
-        play = prepare(dialog, state, fallback_dialog, client_response)
-        step = finish(play, await play.step_async())
-    persistence.save_state(state)
-    return step
-
-
-def _choose(answer: Any, options: Sequence[Option]) -> Any:
-    """Map a button press or typed text (label, value or 1-based number) to an option's answer."""
-    for option in options:
-        if answer == option.answer:
-            return option.answer
-    if isinstance(answer, str):
-        typed = answer.strip().casefold()
-        for option in options:
-            if typed == option.label.casefold() or typed == str(option.answer).casefold():
-                return option.answer
-        if typed.isdigit() and 1 <= int(typed) <= len(options):
-            return options[int(typed) - 1].answer
-    raise ValueError(f"{answer!r} is not one of the options")
-
-
-@dialog(name="ask")
-def _ask(
-    question: str, options: tuple[Option, ...], parse: Callable[[Any], Any] | None, retry: str
-) -> Any:
-    yield send_message(Text(question, options))
-    while True:
-        answer = yield get_client_response()
-        try:
-            value = _choose(answer, options) if options else answer
-            return parse(value) if parse is not None else value
-        except ValueError:
-            yield send_message(Text(retry, options))
-
-
-def ask(
-    text: str,
-    choices: Sequence[Option | str] | None = None,
-    parse: Callable[[Any], Any] | None = None,
-    retry: str = "Sorry, I didn't get that. Please try again.",
-) -> BaseDialog[Any]:
-    """Ask a question and return the validated answer.
-
-    `choices` render as buttons; the user may press one or type its label, value or number.
-    `parse` converts the answer; a `ValueError` from it re-asks with `retry`.
+    Bump `version` when a change would make recorded sessions replay differently: stored sessions
+    of another version restart (after the fallback dialog, if one is given).
     """
-    options = tuple(o if isinstance(o, Option) else Option(o) for o in choices or ())
-    return _ask(text, options, parse, retry)
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isasyncgenfunction(func):
+            kind: type[DialogCall[Any]] = AsyncGenDialog
+        elif inspect.iscoroutinefunction(func):
+            kind = AsyncDialog
+        elif inspect.isgeneratorfunction(func):
+            kind = GenDialog
+        else:
+            kind = Dialog
+        path = f"{func.__module__}:{func.__qualname__}"
+        step_name = name or func.__name__
+
+        @functools.wraps(func)
+        def make_call(*args: Any, **kwargs: Any) -> DialogCall[Any]:
+            # The same object kind(func, args, ...) builds, at a third of the cost: a frozen
+            # dataclass sets each field through object.__setattr__, and a replay makes a call
+            # object for every subdialog step it passes.
+            call = _new(kind)
+            call.__dict__.update(func=func, args=args, kwargs=kwargs, version=version, name=step_name, path=path)
+            return call
+
+        _registry[path] = make_call
+        return make_call
+
+    return decorator
+
+
+def resolve(spec: StateDict) -> DialogCall[Any]:
+    """Rebuild a dialog call from `DialogCall.spec()`; raises LookupError when it no longer exists."""
+    path: str = current_path(spec["dialog"])
+    if path not in _registry:
+        module_name = path.partition(":")[0]
+        try:
+            importlib.import_module(module_name)
+        except ImportError as error:
+            raise LookupError(f"dialog {path} cannot be imported: {error}") from error
+    if path not in _registry:
+        raise LookupError(f"dialog {path} no longer exists")
+    call = _registry[path](*spec.get("args", ()), **spec.get("kwargs", {}))
+    assert isinstance(call, DialogCall)
+    return call
+
+
+@dataclass(frozen=True)
+class send_message(BaseDialog[None]):  # noqa: N801 - seed API name
+    """Queue a message for the user (a str, Text or Media; any value in the seed API)."""
+
+    message: Any
+    name: str = field(default="send_message", init=False, repr=False)
+    version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class get_client_response(BaseDialog[Any]):  # noqa: N801 - seed API name
+    """Wait for the user's next message and return it."""
+
+    name: str = field(default=INPUT, init=False, repr=False)
+    version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class dialog_result(BaseDialog[T]):  # noqa: N801 - seed API name
+    """`yield dialog_result(x)` ends an async generator dialog with the value x."""
+
+    value: T
+    name: str = field(default="dialog_result", init=False, repr=False)
+    version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
+
+
+@dataclass(frozen=True)
+class goto(BaseDialog[None]):  # noqa: N801 - reads as a statement in flows
+    """Replace the running top-level dialog with `target`: the old record is dropped.
+
+    The target's arguments are stored with the session, so they must be JSON values.
+    """
+
+    target: DialogCall[Any]
+    name: str = field(default="goto", init=False, repr=False)
+    version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
+
+
+def is_dialog(value: Any) -> bool:
+    """Whether `value` is a function decorated with `@dialog`."""
+    return callable(value) and _registry.get(f"{getattr(value, '__module__', '')}:{getattr(value, '__qualname__', '')}") is value

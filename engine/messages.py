@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.buttons import ButtonRef
-from engine.replay import storable
-from engine.types import JSON
+from convoflow.buttons import ButtonRef
+from convoflow.replay import storable
+from convoflow.types import JSON
 
 MediaKind = Literal["image", "file"]
 IncomingKind = Literal["text", "button", "command", "media"]
@@ -52,7 +52,7 @@ def as_message(value: Any) -> Message:
         _expect_str(value.text, "Text.text")
         for option in value.options:
             if not isinstance(option, Option):
-                raise TypeError(f"Text.options holds {type(option).__name__!r}; use engine.Option")
+                raise TypeError(f"Text.options holds {type(option).__name__!r}; use convoflow.Option")
             _expect_str(option.label, "Option.label")
             storable(option.value, ("send_message",), f"Option {option.label!r}")
         return value
@@ -63,7 +63,7 @@ def as_message(value: Any) -> Message:
         _expect_str(value.caption, "Media.caption")
         return value
     raise TypeError(
-        f"send_message() got {type(value).__name__!r}; send a str, engine.Text or engine.Media"
+        f"send_message() got {type(value).__name__!r}; send a str, convoflow.Text or convoflow.Media"
     )
 
 

@@ -14,7 +14,7 @@ import logging
 from contextvars import ContextVar
 from typing import Any, Coroutine, Generator, NoReturn
 
-from engine.replay import (
+from convoflow.replay import (
     DEFAULT_VERSION,
     DialogStateException,
     INPUT,
@@ -27,7 +27,7 @@ from engine.replay import (
     fresh,
     storable,
 )
-from engine.steps import (
+from convoflow.dialogs import (
     AsyncDialog,
     AsyncGenDialog,
     BaseDialog,

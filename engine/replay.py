@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from engine.types import JSON, StateDict
+from convoflow.renamed import current_path
+from convoflow.types import JSON, StateDict
 
 T = TypeVar("T")
 
@@ -331,7 +332,7 @@ def error_to_data(error: BaseException) -> JSON:
 
 def error_from_data(data: dict[str, Any]) -> Exception:
     """Rebuild a recorded error as the same type when possible, else as StepFailed."""
-    type_name: str = data["type"]
+    type_name: str = current_path(data["type"])
     args: list[Any] = data.get("args", [])
     module_name, _, qualname = type_name.rpartition(".")
     try:

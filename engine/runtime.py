@@ -20,12 +20,12 @@ from dataclasses import dataclass, replace
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 
-from engine.buttons import ButtonRef
-from engine.messages import Incoming, Reply, SessionKey, Text, as_message, message_from_dict, message_to_dict
-from engine.player import Play
-from engine.replay import DialogState, state_from_dict
-from engine.steps import BaseDialog
-from engine.stores.base import SEEN_LIMIT, Conflict, Session, SessionTooLarge, Store
+from convoflow.buttons import ButtonRef
+from convoflow.messages import Incoming, Reply, SessionKey, Text, as_message, message_from_dict, message_to_dict
+from convoflow.player import Play
+from convoflow.replay import DialogState, state_from_dict
+from convoflow.dialogs import BaseDialog
+from convoflow.stores.base import SEEN_LIMIT, Conflict, Session, SessionTooLarge, Store
 
 log = logging.getLogger("convoflow.engine")
 

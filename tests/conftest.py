@@ -7,11 +7,11 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 
-from engine import PersistenceProvider
-from tests.dialog_helpers import PERSISTENCES
-from tests.fake_slack import FakeSlack
-from tests.fake_telegram import FakeTelegram
-from tests.mongo_server import MongoServer, mongo_server_from_environment
+from convoflow import PersistenceProvider
+from tests.support.dialog_helpers import PERSISTENCES
+from tests.support.fake_slack import FakeSlack
+from tests.support.fake_telegram import FakeTelegram
+from tests.support.mongo_server import MongoServer, mongo_server_from_environment
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine import Incoming, Option, Reply, SessionKey, Text, ask, dialog, send_message
-from engine.buttons import ButtonRef, decode_button, encode_button
-from engine.runtime import Engine
-from engine.stores import MemoryStore
+from convoflow import Incoming, Option, Reply, SessionKey, Text, ask, dialog, send_message
+from convoflow.buttons import ButtonRef, decode_button, encode_button
+from convoflow.runtime import Engine
+from convoflow.stores import MemoryStore
 
 KEY = SessionKey("test:1", "buttons")
 LONG = {"sku": "x" * 100, "note": "a value far longer than Telegram's 64-byte callback data"}

@@ -11,11 +11,11 @@ from typing import Awaitable, Callable
 
 import aiohttp
 
-from adapters.telegram import SECRET_HEADER
-from tests.convoflow_process import ConvoflowProcess, convoflow_command
-from tests.fake_slack import FakeSlack
-from tests.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
-from tests.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
+from convoflow.adapters.telegram.channel import SECRET_HEADER
+from tests.support.convoflow_process import ConvoflowProcess, convoflow_command
+from tests.support.fake_slack import FakeSlack
+from tests.support.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
+from tests.support.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
 
 WEBHOOK_SECRET = "all-channels_Secret"
 START = ["Guess a number between 1 and 10.", "Your guess?"]

@@ -17,7 +17,7 @@ def convoflow(*args: str, stdin: str = "", cwd: Path = ROOT, env: dict[str, str]
     environment["PYTHONPATH"] = str(ROOT)
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "adapters.cli", *args],
+        [sys.executable, "-m", "convoflow.adapters.host.cli", *args],
         input=stdin, capture_output=True, text=True, cwd=cwd, env=environment, timeout=60,
     )
 
@@ -40,7 +40,7 @@ def test_run_a_module_by_name() -> None:
         (["run", "bots/nope.py"], "bot file bots/nope.py does not exist"),
         (["run", "bots.nope"], "no bot file or module named 'bots.nope'"),
         (["run", "bots/guessbot.py:draw"], "has no dialog named 'draw' (dialogs in it: draw_secret, main)"),
-        (["run", "engine.messages"], "has no dialog named 'main' (it defines no @dialog functions)"),
+        (["run", "convoflow.messages"], "has no dialog named 'main' (it defines no @dialog functions)"),
         (["run", "bots/guessbot.py", "--store", "postgres://x"], "unknown store scheme 'postgres'"),
         (["run", "bots/guessbot.py", "--store", "convoflow.db"], "has no scheme"),
         (["sessions", "--store", "memory://", "show", "no-slash"], "not of the form PARTITION/APP"),

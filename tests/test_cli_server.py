@@ -14,13 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.logs import MASK
-from adapters.telegram import SECRET_HEADER
-from tests.convoflow_process import ConvoflowProcess, convoflow_command
-from tests.fake_slack import FakeSlack
-from tests.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
-from tests.mongo_server import free_port, start_mongo_server
-from tests.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
+from convoflow.adapters.host.logs import MASK
+from convoflow.adapters.telegram.channel import SECRET_HEADER
+from tests.support.convoflow_process import ConvoflowProcess, convoflow_command
+from tests.support.fake_slack import FakeSlack
+from tests.support.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
+from tests.support.mongo_server import free_port, start_mongo_server
+from tests.support.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
 from tests.test_channel_all import WEBHOOK_SECRET, all_channel_settings
 
 SECRETS = (TOKEN, TOKEN.partition(":")[2], WEBHOOK_SECRET, SIGNING_SECRET, "xoxb-fake-T111")

@@ -8,11 +8,11 @@ import textwrap
 
 import pytest
 
-from adapters.console import ConsoleChannel, render
-from adapters.loader import load_bot
-from engine.messages import Media, Option, Text
-from engine.runtime import Engine
-from engine.stores import MemoryStore, Store
+from convoflow.adapters.console.channel import ConsoleChannel, render
+from convoflow.adapters.host.loader import load_bot
+from convoflow.messages import Media, Option, Text
+from convoflow.runtime import Engine
+from convoflow.stores import MemoryStore, Store
 
 
 async def chat(bot_spec: str, lines: str, store: Store | None = None, session: str = "test") -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
-from engine.runtime import DeliveryFailed, Engine
-from engine.stores import MemoryStore, Store
+from convoflow import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
+from convoflow.runtime import DeliveryFailed, Engine
+from convoflow.stores import MemoryStore, Store
 
 KEY = SessionKey("test:1", "echo")
 

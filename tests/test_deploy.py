@@ -10,10 +10,10 @@ import aiohttp
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from tests.convoflow_process import ConvoflowProcess
-from tests.fake_slack import FakeSlack
-from tests.fake_telegram import TOKEN, FakeTelegram
-from tests.slack_payloads import SIGNING_SECRET
+from tests.support.convoflow_process import ConvoflowProcess
+from tests.support.fake_slack import FakeSlack
+from tests.support.fake_telegram import TOKEN, FakeTelegram
+from tests.support.slack_payloads import SIGNING_SECRET
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -63,7 +63,7 @@ def test_compose_runs_bot_and_mongo_replica_set() -> None:
 def test_env_example_lists_every_setting_the_cli_reads() -> None:
     example = (DEPLOY / ".env.example").read_text()
     listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
-    cli = (DEPLOY.parent / "adapters" / "cli.py").read_text()
+    cli = (DEPLOY.parent / "adapters" / "host" / "cli.py").read_text()
     read = set(re.findall(r"""env(?:\.get\(|\[)["']([A-Z][A-Z0-9_]+)["']""", cli))
     assert read, "the CLI reads no environment variables?"
     assert read <= listed, f"not in .env.example: {sorted(read - listed)}"

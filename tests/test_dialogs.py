@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from engine import (
+from convoflow import (
     BaseDialog,
     DialogState,
     DialogStateException,
@@ -40,7 +40,7 @@ from engine import (
     send_message,
     state_from_dict,
 )
-from tests.dialog_helpers import JsonPersistence, achat, chat, said, stored
+from tests.support.dialog_helpers import JsonPersistence, achat, chat, said, stored
 
 
 # --- one conversation in each of the seed's styles ------------------------------------------------

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from engine import Incoming, Reply, SessionKey, Text, ask, dialog, send_message
-from engine.runtime import Engine
-from engine.stores import Store
+from convoflow import Incoming, Reply, SessionKey, Text, ask, dialog, send_message
+from convoflow.runtime import Engine
+from convoflow.stores import Store
 
-from tests.store_backends import STORE_BACKENDS, open_backend
+from tests.support.store_backends import STORE_BACKENDS, open_backend
 
 OLD = SessionKey("telegram:7:-100:42", "form")
 NEW = SessionKey("telegram:7:-1009:42", "form")

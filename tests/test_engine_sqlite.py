@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from engine import Incoming, Reply, SessionKey, Text, ask, dialog, send_message
-from engine.runtime import DeliveryFailed, Engine
-from engine.stores import open_store
+from convoflow import Incoming, Reply, SessionKey, Text, ask, dialog, send_message
+from convoflow.runtime import DeliveryFailed, Engine
+from convoflow.stores import open_store
 
 KEY = SessionKey("console:ada", "pizza")
 draws: list[int] = []

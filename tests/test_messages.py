@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine import Incoming, Media, Option, SessionKey, Text, ask, dialog
-from engine.messages import as_message, message_from_dict, message_to_dict
-from engine.runtime import Engine
-from engine.stores import MemoryStore
+from convoflow import Incoming, Media, Option, SessionKey, Text, ask, dialog
+from convoflow.messages import as_message, message_from_dict, message_to_dict
+from convoflow.runtime import Engine
+from convoflow.stores import MemoryStore
 
 KEY = SessionKey("test:1", "messages")
 
@@ -24,9 +24,9 @@ def test_messages_round_trip_through_their_stored_form(message: object) -> None:
 @pytest.mark.parametrize(
     ("message", "complaint"),
     [
-        (42, "send a str, engine.Text or engine.Media"),
+        (42, "send a str, convoflow.Text or convoflow.Media"),
         (Text(Text("nested")), "Text.text must be a str"),  # type: ignore[arg-type]
-        (Text("q", ("a",)), "use engine.Option"),  # type: ignore[arg-type]
+        (Text("q", ("a",)), "use convoflow.Option"),  # type: ignore[arg-type]
         (Text("q", (Option(3),)), "Option.label must be a str"),  # type: ignore[arg-type]
         (Text("q", (Option("a", object()),)), "step \"Option 'a'\""),  # type: ignore[arg-type]
         (Media("video", "x"), "use 'image' or 'file'"),  # type: ignore[arg-type]

@@ -22,11 +22,11 @@ import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient, monitoring
 
-from engine import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
-from engine.replay import INPUT, log_entries
-from engine.runtime import Engine
-from engine.stores import Conflict, Session, StoreError, open_store
-from engine.stores.mongo import (
+from convoflow import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
+from convoflow.replay import INPUT, log_entries
+from convoflow.runtime import Engine
+from convoflow.stores import Conflict, Session, StoreError, open_store
+from convoflow.stores.mongo import (
     BSON_LIMIT,
     DEFAULT_COLLECTION,
     DEFAULT_DATABASE,
@@ -36,7 +36,7 @@ from engine.stores.mongo import (
     SessionTooLarge,
 )
 
-from tests.mongo_server import MongoServer, free_port, start_mongo_server
+from tests.support.mongo_server import MongoServer, free_port, start_mongo_server
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = SessionKey("telegram:7:42", "echo")
@@ -479,9 +479,9 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
 # the commit, before the delivery.
 BOT = """
 import asyncio, json, os, signal, sys
-from engine import Incoming, SessionKey, dialog, get_client_response, send_message
-from engine.runtime import Engine, TooManyConflicts
-from engine.stores import open_store
+from convoflow import Incoming, SessionKey, dialog, get_client_response, send_message
+from convoflow.runtime import Engine, TooManyConflicts
+from convoflow.stores import open_store
 
 @dialog(version="1")
 def echo():
@@ -675,7 +675,7 @@ def convoflow(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k not in ("CONVOFLOW_STORE", "MONGODB_URI")}
     environment["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "adapters.cli", *args],
+        [sys.executable, "-m", "convoflow.adapters.host.cli", *args],
         input=stdin, capture_output=True, text=True, cwd=ROOT, env=environment, timeout=HANG_GUARD,
     )
 

@@ -8,11 +8,11 @@ import logging
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from adapters.logs import MASK, setup_logging
-from adapters.metrics import MeteredStore, Metrics
-from engine import Incoming, SessionKey, dialog, get_client_response, send_message
-from engine.runtime import Engine
-from engine.stores import MemoryStore
+from convoflow.adapters.host.logs import MASK, setup_logging
+from convoflow.adapters.host.metrics import MeteredStore, Metrics
+from convoflow import Incoming, SessionKey, dialog, get_client_response, send_message
+from convoflow.runtime import Engine
+from convoflow.stores import MemoryStore
 
 
 @dialog()

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
-from engine import (
+from convoflow import (
     BaseDialog,
     InMemoryPersistence,
     Text,
@@ -19,8 +19,8 @@ from engine import (
     run_async_gen_dialog,
     send_message,
 )
-from tests.dialog_helpers import JsonPersistence, stored
-from tests.flows import KITCHEN_SINK_INPUTS, SCRIPTS, kitchen_sink
+from tests.support.dialog_helpers import JsonPersistence, stored
+from tests.support.flows import KITCHEN_SINK_INPUTS, SCRIPTS, kitchen_sink
 
 
 async def transcript(make: Callable[[], BaseDialog[Any]], persistence: Any, inputs: list[Any]) -> list[Any]:

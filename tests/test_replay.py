@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
-from engine import (
+from convoflow import (
     BaseDialog,
     InMemoryPersistence,
     Option,
@@ -30,9 +30,9 @@ from engine import (
     send_message,
     state_from_dict,
 )
-from engine.player import Play
-from engine.replay import DialogState
-from tests.dialog_helpers import JsonPersistence, achat, chat, said, stored
+from convoflow.player import Play
+from convoflow.replay import DialogState
+from tests.support.dialog_helpers import JsonPersistence, achat, chat, said, stored
 
 
 def size(persistence: PersistenceProvider) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
-from engine import (
+from convoflow import (
     Incoming,
     Option,
     Reply,
@@ -22,9 +22,9 @@ from engine import (
     get_client_response,
     send_message,
 )
-from engine.runtime import DeliveryFailed, Engine, TurnOutcome, Undeliverable
-from engine.stores import MemoryStore, Session
-from tests.flows import SCRIPTS
+from convoflow.runtime import DeliveryFailed, Engine, TurnOutcome, Undeliverable
+from convoflow.stores import MemoryStore, Session
+from tests.support.flows import SCRIPTS
 
 KEY = SessionKey("telegram:7:42", "notes")
 

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 
-from tests.fake_slack import FakeSlack
-from tests.fake_telegram import FakeTelegram
-from tests.scale_harness import Platforms, Proxy, Verdict, bot_process, fleet, metric_samples, play, stored_games, total, verdict
+from tests.support.fake_slack import FakeSlack
+from tests.support.fake_telegram import FakeTelegram
+from tests.support.scale_harness import Platforms, Proxy, Verdict, bot_process, fleet, metric_samples, play, stored_games, total, verdict
 
 TELEGRAM_CHATS = 200
 SLACK_DMS = 50

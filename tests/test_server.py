@@ -9,11 +9,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from adapters.serve import serve
-from adapters.server import MAX_BODY_BYTES
-from engine import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
-from engine.runtime import Deliver, DeliveryFailed, Engine
-from engine.stores import MemoryStore
+from convoflow.adapters.host.serve import serve
+from convoflow.adapters.host.app import MAX_BODY_BYTES
+from convoflow import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
+from convoflow.runtime import Deliver, DeliveryFailed, Engine
+from convoflow.stores import MemoryStore
 
 
 def free_port() -> int:

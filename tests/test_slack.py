@@ -15,17 +15,17 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from adapters.serve import serve
-from adapters.slack import SlackChannel
-from engine import Media, Option, Text, ask, dialog, send_message
-from engine.messages import Incoming, SessionKey
-from engine.runtime import Engine
-from engine.stores import MemoryStore, Session
-from engine.stores.sqlite import SQLiteStore
-from tests.fake_slack import FakeSlack
-from tests.slack_harness import SlackApp, bot_engine, play_guessbot, running_slack
-from tests.mongo_server import free_port
-from tests.slack_payloads import SIGNING_SECRET, channel_message, dm, event_callback, mention, next_ts, signed_headers
+from convoflow.adapters.host.serve import serve
+from convoflow.adapters.slack.channel import SlackChannel
+from convoflow import Media, Option, Text, ask, dialog, send_message
+from convoflow.messages import Incoming, SessionKey
+from convoflow.runtime import Engine
+from convoflow.stores import MemoryStore, Session
+from convoflow.stores.sqlite import SQLiteStore
+from tests.support.fake_slack import FakeSlack
+from tests.support.slack_harness import SlackApp, bot_engine, play_guessbot, running_slack
+from tests.support.mongo_server import free_port
+from tests.support.slack_payloads import SIGNING_SECRET, channel_message, dm, event_callback, mention, next_ts, signed_headers
 
 
 @pytest.fixture
@@ -265,7 +265,7 @@ async def test_a_click_on_a_button_we_never_made_is_acknowledged_and_ignored(fak
     async with running_slack(bot_engine("bots/signup.py", store), fake) as app:
         forged = fake.calls  # no posts yet: craft a message with a button value we never encode
         assert forged == []
-        from tests.fake_slack import Call
+        from tests.support.fake_slack import Call
 
         posted = Call("chat.postMessage", {"channel": "D111", "text": "x", "blocks": [
             {"type": "actions", "elements": [{"type": "button", "action_id": "convoflow:1:0",

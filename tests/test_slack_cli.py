@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.convoflow_process import ConvoflowProcess, clean_environment
-from tests.fake_slack import FakeSlack
-from tests.slack_harness import play_guessbot
-from tests.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
+from tests.support.convoflow_process import ConvoflowProcess, clean_environment
+from tests.support.fake_slack import FakeSlack
+from tests.support.slack_harness import play_guessbot
+from tests.support.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
 from tests.test_cli import convoflow
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from engine.buttons import ButtonRef
-from engine.messages import SessionKey
-from adapters.slack_events import Workspace, from_action, from_message
-from tests.fake_slack import Call
-from tests.slack_payloads import block_actions, channel_message, dm, mention
+from convoflow.buttons import ButtonRef
+from convoflow.messages import SessionKey
+from convoflow.adapters.slack.events import Workspace, from_action, from_message
+from tests.support.fake_slack import Call
+from tests.support.slack_payloads import block_actions, channel_message, dm, mention
 
 ACME = Workspace("T1", None, "UBOT")
 GRID = Workspace("T2", "E9", "UBOT")

@@ -13,11 +13,11 @@ from slack_sdk.oauth.installation_store.async_installation_store import AsyncIns
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 
-from adapters.slack_mongo import MongoInstallationStore, MongoOAuthStateStore
-from adapters.slack_oauth import oauth_stores
-from engine.stores import MemoryStore
-from engine.stores.mongo import MongoStore
-from engine.stores.sqlite import SQLiteStore
+from convoflow.adapters.slack.mongo import MongoInstallationStore, MongoOAuthStateStore
+from convoflow.adapters.slack.oauth import oauth_stores
+from convoflow.stores import MemoryStore
+from convoflow.stores.mongo import MongoStore
+from convoflow.stores.sqlite import SQLiteStore
 
 CLIENT = "111.222"
 Stores = tuple[AsyncInstallationStore, AsyncOAuthStateStore]

@@ -12,17 +12,17 @@ import pymongo
 import pytest
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
-from adapters.slack import SlackOAuth
-from adapters.slack_mongo import MongoInstallationStore, MongoOAuthStateStore
-from adapters.slack_oauth import oauth_stores
-from engine.messages import Incoming, Reply, SessionKey
-from engine.runtime import DeliveryFailed
-from engine.stores import MemoryStore
-from engine.stores.sqlite import SQLiteStore
-from tests.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack, Team
-from tests.mongo_server import start_mongo_server
-from tests.slack_harness import SlackApp, bot_engine, running_slack
-from tests.slack_payloads import dm
+from convoflow.adapters.slack.channel import SlackOAuth
+from convoflow.adapters.slack.mongo import MongoInstallationStore, MongoOAuthStateStore
+from convoflow.adapters.slack.oauth import oauth_stores
+from convoflow.messages import Incoming, Reply, SessionKey
+from convoflow.runtime import DeliveryFailed
+from convoflow.stores import MemoryStore
+from convoflow.stores.sqlite import SQLiteStore
+from tests.support.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack, Team
+from tests.support.mongo_server import start_mongo_server
+from tests.support.slack_harness import SlackApp, bot_engine, running_slack
+from tests.support.slack_payloads import dm
 
 ACME = Team("TACME", "xoxb-acme", bot_user_id="UBOTACME", bot_id="BACME", name="Acme")
 GLOBEX = Team("TGLOBEX", "xoxb-globex", bot_user_id="UBOTGLOBEX", bot_id="BGLOBEX", name="Globex")

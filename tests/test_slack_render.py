@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.buttons import ButtonRef, decode_button
-from engine.messages import Media, Option, Reply, Text
-from adapters.slack_render import (
+from convoflow.buttons import ButtonRef, decode_button
+from convoflow.messages import Media, Option, Reply, Text
+from convoflow.adapters.slack.render import (
     BUTTON_VALUE_LIMIT, SECTION_TEXT_LIMIT, answered_blocks, escape, post_arguments, unescape,
 )
 

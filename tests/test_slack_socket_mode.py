@@ -7,11 +7,11 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from engine.messages import SessionKey
-from engine.stores import MemoryStore
-from tests.fake_slack import APP_TOKEN, FakeSlack
-from tests.slack_harness import bot_engine, running_slack
-from tests.slack_payloads import block_actions, dm, event_callback
+from convoflow.messages import SessionKey
+from convoflow.stores import MemoryStore
+from tests.support.fake_slack import APP_TOKEN, FakeSlack
+from tests.support.slack_harness import bot_engine, running_slack
+from tests.support.slack_payloads import block_actions, dm, event_callback
 
 
 @pytest.fixture

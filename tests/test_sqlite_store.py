@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.messages import SessionKey
-from engine.stores import Conflict, Session, StoreError, open_store
-from engine.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+from convoflow.messages import SessionKey
+from convoflow.stores import Conflict, Session, StoreError, open_store
+from convoflow.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = SessionKey("telegram:7:42", "guessbot")
@@ -24,8 +24,8 @@ HANG_GUARD = 60.0
 # and marks each turn's reply delivered. Reports the revisions it wrote.
 RACER = """
 import asyncio, json, sys
-from engine.messages import SessionKey
-from engine.stores import Conflict, Session, open_store
+from convoflow.messages import SessionKey
+from convoflow.stores import Conflict, Session, open_store
 
 async def main(url, name, turns):
     store = open_store(url)

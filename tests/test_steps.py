@@ -6,8 +6,8 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from engine import AsyncDialog, AsyncGenDialog, Dialog, GenDialog, dialog, get_client_response, send_message
-from engine.steps import is_dialog, resolve
+from convoflow import AsyncDialog, AsyncGenDialog, Dialog, GenDialog, dialog, get_client_response, send_message
+from convoflow.dialogs import is_dialog, resolve
 
 
 @dialog()

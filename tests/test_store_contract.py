@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from engine.messages import SessionKey
-from engine.stores import Conflict, Session, Store
+from convoflow.messages import SessionKey
+from convoflow.stores import Conflict, Session, Store
 
-from tests.store_backends import STORE_BACKENDS, open_backend
+from tests.support.store_backends import STORE_BACKENDS, open_backend
 
 KEY = SessionKey("telegram:7:42", "guessbot")
 

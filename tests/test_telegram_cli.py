@@ -11,14 +11,14 @@ from typing import Any, Callable
 import aiohttp
 import pytest
 
-from adapters.cli import SERVER_CHANNELS
-from adapters.loader import load_bot
-from adapters.telegram import SECRET_HEADER, TelegramChannel
-from engine.runtime import Engine
-from engine.stores import MemoryStore
-from tests.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
-from tests.convoflow_process import ConvoflowProcess, convoflow_command
-from tests.mongo_server import free_port
+from convoflow.adapters.host.cli import SERVER_CHANNELS
+from convoflow.adapters.host.loader import load_bot
+from convoflow.adapters.telegram.channel import SECRET_HEADER, TelegramChannel
+from convoflow.runtime import Engine
+from convoflow.stores import MemoryStore
+from tests.support.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
+from tests.support.convoflow_process import ConvoflowProcess, convoflow_command
+from tests.support.mongo_server import free_port
 
 SECRET = "cli-Secret_42"
 KEY = f"telegram:{BOT_ID}:42/guessbot"
@@ -154,8 +154,8 @@ async def test_settings_are_checked_with_a_clear_error(env: dict[str, str], erro
 
 def test_a_bot_module_opts_into_edited_messages(tmp_path: Path) -> None:
     (tmp_path / "editbot.py").write_text(
-        "from adapters.telegram_options import TelegramOptions\n"
-        "from engine import dialog, get_client_response\n"
+        "from convoflow.adapters.telegram.options import TelegramOptions\n"
+        "from convoflow import dialog, get_client_response\n"
         "telegram_options = TelegramOptions(edited_messages=True)\n"
         "@dialog()\n"
         "def main():\n"

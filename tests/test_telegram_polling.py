@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from adapters.telegram_options import TelegramOptions
-from engine import SessionKey
-from tests.fake_telegram import BOT_ID, message, press, private_chat
-from tests.telegram_harness import Bot, binary_search, start_bot
+from convoflow.adapters.telegram.options import TelegramOptions
+from convoflow import SessionKey
+from tests.support.fake_telegram import BOT_ID, message, press, private_chat
+from tests.support.telegram_harness import Bot, binary_search, start_bot
 from tests.test_telegram_webhook import FlakyStore
 
 ANN = private_chat(42)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.buttons import ButtonRef, decode_button
-from engine.messages import Media, Option, Reply, Text
-from adapters.telegram_render import keyboard, render, split_text
+from convoflow.buttons import ButtonRef, decode_button
+from convoflow.messages import Media, Option, Reply, Text
+from convoflow.adapters.telegram.render import keyboard, render, split_text
 
 CHAT = {"chat_id": 42}
 

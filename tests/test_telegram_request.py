@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestServer
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from adapters.telegram_request import AiohttpRequest
-from tests.fake_telegram import TOKEN, FakeTelegram
+from convoflow.adapters.telegram.request import AiohttpRequest
+from tests.support.fake_telegram import TOKEN, FakeTelegram
 from tests.test_server import free_port
 
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from telegram import Bot, Update
 
-from adapters.telegram_updates import BotIdentity, Ignored, MalformedUpdate, Migration, parse_update, translate
-from engine.buttons import ButtonRef
-from engine.messages import Incoming, Media, SessionKey
-from tests.fake_telegram import BOT_ID, BOT_USER, TOKEN, USERNAME, group_chat, message, press, private_chat, user
+from convoflow.adapters.telegram.updates import BotIdentity, Ignored, MalformedUpdate, Migration, parse_update, translate
+from convoflow.buttons import ButtonRef
+from convoflow.messages import Incoming, Media, SessionKey
+from tests.support.fake_telegram import BOT_ID, BOT_USER, TOKEN, USERNAME, group_chat, message, press, private_chat, user
 
 ME = BotIdentity(BOT_ID, USERNAME)
 PTB = Bot(TOKEN)

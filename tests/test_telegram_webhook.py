@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from adapters.server import MAX_BODY_BYTES
-from adapters.telegram_options import TelegramOptions
-from engine import Media, Option, SessionKey, ask, dialog, get_client_response, send_message
-from engine.stores import MemoryStore, StoreError
-from engine.stores.base import Session
-from tests.fake_telegram import BOT_ID, message, press, private_chat, user
-from tests.telegram_harness import Bot, binary_search, start_bot
+from convoflow.adapters.host.app import MAX_BODY_BYTES
+from convoflow.adapters.telegram.options import TelegramOptions
+from convoflow import Media, Option, SessionKey, ask, dialog, get_client_response, send_message
+from convoflow.stores import MemoryStore, StoreError
+from convoflow.stores.base import Session
+from tests.support.fake_telegram import BOT_ID, message, press, private_chat, user
+from tests.support.telegram_harness import Bot, binary_search, start_bot
 
 ANN = private_chat(42)
 

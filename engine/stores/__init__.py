@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from engine.stores.base import Conflict, Session, SessionTooLarge, Store, StoreError
-from engine.stores.memory import MemoryStore
+from convoflow.stores.base import Conflict, Session, SessionTooLarge, Store, StoreError
+from convoflow.stores.memory import MemoryStore
 
 
 def open_store(url: str) -> Store:
@@ -16,11 +16,11 @@ def open_store(url: str) -> Store:
     if scheme == "memory":
         return MemoryStore()
     if scheme == "sqlite":
-        from engine.stores.sqlite import SQLiteStore
+        from convoflow.stores.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url)
     if scheme in ("mongodb", "mongodb+srv"):
-        from engine.stores.mongo import MongoStore
+        from convoflow.stores.mongo import MongoStore
 
         return MongoStore.from_url(url)
     raise ValueError(f"unknown store scheme {scheme!r} in {_shown(url)!r}; use memory://, sqlite:///path.db or mongodb://...")

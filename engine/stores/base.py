@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from engine.messages import SessionKey
-from engine.types import JSON, StateDict
+from convoflow.messages import SessionKey
+from convoflow.types import JSON, StateDict
 
 SEEN_LIMIT = 32
 """How many recent incoming ids a session remembers for de-duplication."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from engine.messages import SessionKey
-from engine.stores.base import Conflict, Session
+from convoflow.messages import SessionKey
+from convoflow.stores.base import Conflict, Session
 
 
 class MemoryStore:

@@ -38,8 +38,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from engine.messages import SessionKey
-from engine.stores.base import Conflict, Session, SessionTooLarge, StoreError
+from convoflow.messages import SessionKey
+from convoflow.stores.base import Conflict, Session, SessionTooLarge, StoreError
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from engine.messages import SessionKey
-from engine.stores.base import Conflict, Session, StoreError
+from convoflow.messages import SessionKey
+from convoflow.stores.base import Conflict, Session, StoreError
 
 log = logging.getLogger("convoflow.stores.sqlite")
 

@@ -251,7 +251,7 @@ def main() -> None:
         return
     lengths = LENGTHS[:2] if quick else LENGTHS
     sys.path.insert(0, str(ROOT))
-    import engine
+    import convoflow
 
     print(f"python {sys.version.split()[0]}; history lengths {lengths}; measuring the seed ...", flush=True)
     started = time.perf_counter()

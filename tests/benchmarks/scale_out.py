@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/benchmarks/scale_out.py [--telegram 200] [--slack 50] [--rounds 2] [--no-sqlite]
 
-Each process is `convoflow run tests/numbered_guessbot.py --channel all` (Telegram webhook and
+Each process is `convoflow run tests/support/numbered_guessbot.py --channel all` (Telegram webhook and
 Slack Events API, logging at INFO as deployed), all behind a round-robin proxy in this process,
 which also runs the fake Telegram and Slack APIs and the users: every Telegram chat and Slack DM
 plays one game by bisection (about 4.4 messages a game), all at once; a new set of users per
@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.fake_slack import FakeSlack  # noqa: E402
-from tests.fake_telegram import FakeTelegram  # noqa: E402
-from tests.mongo_server import MongoServer, mongo_server_from_environment  # noqa: E402
-from tests.scale_harness import Platforms, Proxy, fleet, metric_samples, play, total  # noqa: E402
+from tests.support.fake_slack import FakeSlack  # noqa: E402
+from tests.support.fake_telegram import FakeTelegram  # noqa: E402
+from tests.support.mongo_server import MongoServer, mongo_server_from_environment  # noqa: E402
+from tests.support.scale_harness import Platforms, Proxy, fleet, metric_samples, play, total  # noqa: E402
 
 
 @dataclass

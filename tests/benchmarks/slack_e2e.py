@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import aiohttp  # noqa: E402
 
-from tests.fake_slack import FakeSlack  # noqa: E402
-from tests.mongo_server import free_port  # noqa: E402
-from tests.slack_harness import SlackApp  # noqa: E402
-from tests.slack_payloads import SIGNING_SECRET, dm  # noqa: E402
+from tests.support.fake_slack import FakeSlack  # noqa: E402
+from tests.support.mongo_server import free_port  # noqa: E402
+from tests.support.slack_harness import SlackApp  # noqa: E402
+from tests.support.slack_payloads import SIGNING_SECRET, dm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,7 +103,7 @@ async def phase(store_url: str, latency: float, run: object) -> Figures:
     fake = await FakeSlack(latency=latency).start()
     port = free_port()
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.cli", "run", "bots/guessbot.py", "--channel", "slack", "--store", store_url,
+        sys.executable, "-m", "convoflow.adapters.host.cli", "run", "bots/guessbot.py", "--channel", "slack", "--store", store_url,
         "--host", "127.0.0.1", "--log-level", "WARNING", cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port), "SLACK_BOT_TOKEN": fake.teams[0].bot_token,
              "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.api_url},

@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pymongo import AsyncMongoClient, monitoring  # noqa: E402
 
-from engine import Incoming, SessionKey, dialog, get_client_response, goto, send_message  # noqa: E402
-from engine.runtime import Engine  # noqa: E402
-from engine.stores import MemoryStore, Session, Store  # noqa: E402
-from engine.stores.mongo import MongoStore  # noqa: E402
-from engine.stores.sqlite import SQLiteStore  # noqa: E402
-from tests.mongo_server import MongoServer, mongo_server_from_environment  # noqa: E402
+from convoflow import Incoming, SessionKey, dialog, get_client_response, goto, send_message  # noqa: E402
+from convoflow.runtime import Engine  # noqa: E402
+from convoflow.stores import MemoryStore, Session, Store  # noqa: E402
+from convoflow.stores.mongo import MongoStore  # noqa: E402
+from convoflow.stores.sqlite import SQLiteStore  # noqa: E402
+from tests.support.mongo_server import MongoServer, mongo_server_from_environment  # noqa: E402
 
 SECONDS = 3.0
 """How long each throughput measurement runs."""

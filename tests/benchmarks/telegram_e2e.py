@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from tests.fake_telegram import TOKEN, Call, FakeTelegram, private_chat  # noqa: E402
+from tests.support.fake_telegram import TOKEN, Call, FakeTelegram, private_chat  # noqa: E402
 
 SECRET = "bench-Secret_1"
 BENCH_VENV = ROOT / ".bench-venv"
@@ -52,13 +52,13 @@ async def serve_convoflow(store_url: str, port: int, api_url: str) -> None:
 
     from prometheus_client import CollectorRegistry
 
-    from adapters.loader import load_bot
-    from adapters.metrics import MeteredStore, Metrics
-    from adapters.serve import serve
-    from adapters.telegram import TelegramChannel
-    from adapters.telegram_options import TelegramOptions
-    from engine.runtime import Engine
-    from engine.stores import open_store
+    from convoflow.adapters.host.loader import load_bot
+    from convoflow.adapters.host.metrics import MeteredStore, Metrics
+    from convoflow.adapters.host.serve import serve
+    from convoflow.adapters.telegram.channel import TelegramChannel
+    from convoflow.adapters.telegram.options import TelegramOptions
+    from convoflow.runtime import Engine
+    from convoflow.stores import open_store
 
     logging.basicConfig(level=logging.WARNING)
     bot = load_bot("bots/guessbot.py")

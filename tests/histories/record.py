@@ -19,11 +19,11 @@ HERE = Path(__file__).resolve().parent
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE.parents[1]))  # the repository root, when run as a script
 
-from adapters.loader import load_bot  # noqa: E402
-from engine import Incoming, SessionKey  # noqa: E402
-from engine.messages import message_to_dict  # noqa: E402
-from engine.runtime import Engine  # noqa: E402
-from engine.stores import MemoryStore  # noqa: E402
+from convoflow.adapters.host.loader import load_bot  # noqa: E402
+from convoflow import Incoming, SessionKey  # noqa: E402
+from convoflow.messages import message_to_dict  # noqa: E402
+from convoflow.runtime import Engine  # noqa: E402
+from convoflow.stores import MemoryStore  # noqa: E402
 
 KEY_PARTITION = "history:recorder"
 

@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from engine.buttons import ButtonRef, decode_button
-from engine.messages import Incoming, IncomingKind, Media, MediaKind, SessionKey
-from engine.types import JSON
+from convoflow.buttons import ButtonRef, decode_button
+from convoflow.messages import Incoming, IncomingKind, Media, MediaKind, SessionKey
+from convoflow.types import JSON
 
-from adapters.slack_render import unescape
+from convoflow.adapters.slack.render import unescape
 
 USER_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
 """Message subtypes a person sends; every other subtype (edits, deletions, joins, bot messages,

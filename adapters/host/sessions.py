@@ -6,11 +6,11 @@ import json
 import time
 from typing import Any
 
-from engine.messages import message_from_dict
-from engine.replay import INPUT, log_entries
-from engine.stores.base import Session
+from convoflow.messages import message_from_dict
+from convoflow.replay import INPUT, log_entries
+from convoflow.stores.base import Session
 
-from adapters.console import render
+from convoflow.adapters.console.channel import render
 
 
 def summary_line(session: Session) -> str:

@@ -11,17 +11,17 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
-from engine.messages import SessionKey
-from engine.runtime import Engine
-from engine.stores import Store, StoreError, open_store
+from convoflow.messages import SessionKey
+from convoflow.runtime import Engine
+from convoflow.stores import Store, StoreError, open_store
 
-from adapters.channel import Channel
-from adapters.console import ConsoleChannel
-from adapters.loader import Bot, BotNotFound, load_bot
-from adapters.logs import LogFormat, setup_logging
-from adapters.metrics import MeteredStore, Metrics
-from adapters.serve import serve
-from adapters.session_view import describe, summary_line
+from convoflow.adapters.channel import Channel
+from convoflow.adapters.console.channel import ConsoleChannel
+from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
+from convoflow.adapters.host.logs import LogFormat, setup_logging
+from convoflow.adapters.host.metrics import MeteredStore, Metrics
+from convoflow.adapters.host.serve import serve
+from convoflow.adapters.host.sessions import describe, summary_line
 
 DEFAULT_STORE = "sqlite:///convoflow.db"
 DEFAULT_PORT = 8080
@@ -40,8 +40,8 @@ class ConfigError(Exception):
 
 def telegram_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Channel:
     """Webhook mode when TELEGRAM_WEBHOOK_URL is set (with TELEGRAM_WEBHOOK_SECRET), else polling."""
-    from adapters.telegram import TelegramChannel
-    from adapters.telegram_options import SECRET_PATTERN, TOKEN_PATTERN, bot_options
+    from convoflow.adapters.telegram.channel import TelegramChannel
+    from convoflow.adapters.telegram.options import SECRET_PATTERN, TOKEN_PATTERN, bot_options
 
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     secret = env.get("TELEGRAM_WEBHOOK_SECRET", "").strip() or None
@@ -66,8 +66,8 @@ def slack_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Chann
     """One workspace with SLACK_BOT_TOKEN, or OAuth installs with SLACK_CLIENT_ID/SECRET (kept in
     the store's database); the Events API over HTTP with SLACK_SIGNING_SECRET, Socket Mode with
     SLACK_APP_TOKEN."""
-    from adapters.slack import DEFAULT_SCOPES, SlackChannel, SlackOAuth
-    from adapters.slack_oauth import oauth_stores
+    from convoflow.adapters.slack.channel import DEFAULT_SCOPES, SlackChannel, SlackOAuth
+    from convoflow.adapters.slack.oauth import oauth_stores
 
     bot_token = env.get("SLACK_BOT_TOKEN", "").strip()
     signing_secret = env.get("SLACK_SIGNING_SECRET", "").strip()

@@ -9,8 +9,8 @@ from typing import Any, Literal, cast
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.constants import InlineKeyboardButtonLimit, InlineKeyboardMarkupLimit, MessageLimit
 
-from engine.buttons import encode_button
-from engine.messages import Media, Option, Reply
+from convoflow.buttons import encode_button
+from convoflow.messages import Media, Option, Reply
 
 ROW_WIDTH = 30
 """Label characters that fit side by side on a phone; longer rows wrap."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from engine import (
+from convoflow import (
     BaseDialog,
     DialogState,
     DialogStep,

@@ -9,7 +9,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from engine.steps import BaseDialog, is_dialog
+import convoflow.bots as bundled_bots
+from convoflow.dialogs import BaseDialog, is_dialog
+from convoflow.renamed import current_path
 
 DEFAULT_DIALOG = "main"
 
@@ -27,7 +29,8 @@ class Bot:
 
 
 def load_bot(spec: str) -> Bot:
-    """`bots/guessbot.py`, `bots.guessbot`, `bots/guessbot.py:main` -> the bot's dialog."""
+    """`guessbot` (a bundled example), `bots/guessbot.py`, `mypkg.mybot`, `mybot.py:main` -> the
+    bot's dialog."""
     target, _, name = spec.partition(":") if not _is_windows_drive(spec) else (spec, "", "")
     module = _import(target)
     stem = module.__name__.rpartition(".")[2]
@@ -52,17 +55,37 @@ def _import(target: str) -> ModuleType:
     if target.endswith(".py") or path.exists():
         if not path.is_file():
             raise BotNotFound(f"bot file {target} does not exist")
+        bundled = _bundled_module(path.resolve())
+        if bundled is not None:
+            return importlib.import_module(bundled)
         root, target = _module_name(path.resolve())
         # The bot's package root goes on the path, so `bots/menu.py` and `bots.menu` name the same
         # module: dialogs stored by goto are found again by module name.
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
+    if "." not in target and _is_bundled(target):
+        target = f"{bundled_bots.__name__}.{target}"
+    elif target.startswith("bots.") and _is_bundled(target.removeprefix("bots.")):
+        target = current_path(target)  # the examples' module path before they moved into convoflow
     try:
         return importlib.import_module(target)
     except ModuleNotFoundError as error:
         if error.name and target.startswith(error.name):
             raise BotNotFound(f"no bot file or module named {target!r}") from error
         raise
+
+
+def _is_bundled(name: str) -> bool:
+    return any((Path(folder) / f"{name}.py").is_file() for folder in bundled_bots.__path__)
+
+
+def _bundled_module(path: Path) -> str | None:
+    """The module name of a bundled example given by its file (`bots/guessbot.py` in a checkout),
+    so that it is one module whichever way it is named."""
+    for folder in bundled_bots.__path__:
+        if path.parent == Path(folder).resolve() and path.suffix == ".py":
+            return f"{bundled_bots.__name__}.{path.stem}"
+    return None
 
 
 def _module_name(path: Path) -> tuple[Path, str]:

@@ -42,13 +42,13 @@ from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from engine.messages import Incoming, Reply, SessionKey
-from engine.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
-from engine.stores.base import StoreError
+from convoflow.messages import Incoming, Reply, SessionKey
+from convoflow.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
+from convoflow.stores.base import StoreError
 
-from adapters.slack_events import Workspace, from_action, from_message
-from adapters.slack_oauth import BotAuthorize
-from adapters.slack_render import ACTION_PATTERN, answered_blocks, post_arguments
+from convoflow.adapters.slack.events import Workspace, from_action, from_message
+from convoflow.adapters.slack.oauth import BotAuthorize
+from convoflow.adapters.slack.render import ACTION_PATTERN, answered_blocks, post_arguments
 
 log = logging.getLogger("convoflow.slack")
 

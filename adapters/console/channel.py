@@ -12,8 +12,8 @@ import threading
 import uuid
 from typing import TextIO
 
-from engine.messages import Incoming, IncomingKind, Media, Message, Reply, SessionKey, message_from_dict
-from engine.runtime import Engine
+from convoflow.messages import Incoming, IncomingKind, Media, Message, Reply, SessionKey, message_from_dict
+from convoflow.runtime import Engine
 
 BOT_PREFIX = "bot> "
 USER_PREFIX = "you> "

@@ -10,13 +10,13 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from adapters.loader import load_bot
-from adapters.server import make_app
-from adapters.telegram import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
-from adapters.telegram_options import TelegramOptions
-from engine.runtime import Engine
-from engine.stores import MemoryStore, Store
-from tests.fake_telegram import TOKEN, FakeTelegram
+from convoflow.adapters.host.loader import load_bot
+from convoflow.adapters.host.app import make_app
+from convoflow.adapters.telegram.channel import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
+from convoflow.adapters.telegram.options import TelegramOptions
+from convoflow.runtime import Engine
+from convoflow.stores import MemoryStore, Store
+from tests.support.fake_telegram import TOKEN, FakeTelegram
 
 SECRET = "s3cret_Webhook-token"
 FAST = TelegramOptions(backoff_seconds=0.01, poll_timeout=1)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 
-from engine.stores import MemoryStore, Store, open_store
-from engine.stores.mongo import MongoStore
-from engine.stores.sqlite import SQLiteStore
+from convoflow.stores import MemoryStore, Store, open_store
+from convoflow.stores.mongo import MongoStore
+from convoflow.stores.sqlite import SQLiteStore
 
 STORE_BACKENDS = ["memory", "sqlite", "mongo", "motor"]
 

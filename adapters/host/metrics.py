@@ -8,9 +8,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from engine.messages import SessionKey
-from engine.runtime import TurnOutcome
-from engine.stores.base import Session, Store
+from convoflow.messages import SessionKey
+from convoflow.runtime import TurnOutcome
+from convoflow.stores.base import Session, Store
 
 FAILURES = ("failed", "store_error", "undelivered", "conflicted")
 

@@ -2,7 +2,7 @@
 
 A bot opts into edited messages by defining, next to its dialog:
 
-    from adapters.telegram_options import TelegramOptions
+    from convoflow.adapters.telegram.options import TelegramOptions
     telegram_options = TelegramOptions(edited_messages=True)
 """
 

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from tests.fake_slack import APP_ID, Call
+from tests.support.fake_slack import APP_ID, Call
 
 SIGNING_SECRET = "fake-signing-secret"
 _numbers = itertools.count(1)

@@ -14,11 +14,11 @@ from typing import Sequence
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from adapters.channel import Channel
-from adapters.server import Readiness, make_app
-from engine.messages import SessionKey
-from engine.runtime import Deliver, Engine
-from engine.stores.base import Store, StoreError
+from convoflow.adapters.channel import Channel
+from convoflow.adapters.host.app import Readiness, make_app
+from convoflow.messages import SessionKey
+from convoflow.runtime import Deliver, Engine
+from convoflow.stores.base import Store, StoreError
 
 log = logging.getLogger("convoflow.server")
 

@@ -12,13 +12,13 @@ from typing import Any, AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from adapters.loader import load_bot
-from adapters.server import make_app
-from adapters.slack import SlackChannel
-from engine.runtime import Engine
-from engine.stores import Store
-from tests.fake_slack import Call, FakeSlack
-from tests.slack_payloads import SIGNING_SECRET, block_actions, event_callback, form_body, signed_headers
+from convoflow.adapters.host.loader import load_bot
+from convoflow.adapters.host.app import make_app
+from convoflow.adapters.slack.channel import SlackChannel
+from convoflow.runtime import Engine
+from convoflow.stores import Store
+from tests.support.fake_slack import Call, FakeSlack
+from tests.support.slack_payloads import SIGNING_SECRET, block_actions, event_callback, form_body, signed_headers
 
 
 def bot_engine(spec: str, store: Store, outcomes: list[str] | None = None) -> Engine:

@@ -6,8 +6,8 @@ import asyncio
 import random
 from typing import Any, Callable
 
-from bots import dragons, guessbot, menu, signup
-from engine import (
+from convoflow.bots import dragons, guessbot, menu, signup
+from convoflow import (
     BaseDialog,
     Option,
     ask,

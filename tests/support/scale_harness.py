@@ -2,7 +2,7 @@
 Telegram's and Slack's redelivery played by the test: what the scale-out test and benchmark share.
 
 Each process gets its own API root at the fakes (`p0`, `p1`, ...), so every reply is recorded with
-the process that sent it. The bot is tests/numbered_guessbot.py: every reply of a game is unique,
+the process that sent it. The bot is tests/support/numbered_guessbot.py: every reply of a game is unique,
 so a reply that arrives twice, or never, shows in the replies themselves.
 """
 
@@ -20,17 +20,17 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.session_view import describe
-from adapters.telegram import SECRET_HEADER
-from engine.stores import open_store
-from tests.convoflow_process import ConvoflowProcess
-from tests.fake_slack import Call as SlackCall
-from tests.fake_slack import FakeSlack
-from tests.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
-from tests.numbered_guessbot import HIGHEST, expected_replies
-from tests.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
+from convoflow.adapters.host.sessions import describe
+from convoflow.adapters.telegram.channel import SECRET_HEADER
+from convoflow.stores import open_store
+from tests.support.convoflow_process import ConvoflowProcess
+from tests.support.fake_slack import Call as SlackCall
+from tests.support.fake_slack import FakeSlack
+from tests.support.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
+from tests.support.numbered_guessbot import HIGHEST, expected_replies
+from tests.support.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
 
-BOT = "tests/numbered_guessbot.py"
+BOT = "tests/support/numbered_guessbot.py"
 APP = "numbered_guessbot"
 WEBHOOK_SECRET = "scale-Webhook_secret"
 TELEGRAM_RETRY_SECONDS = 0.25
@@ -127,7 +127,7 @@ def fleet_settings(origin: str, telegram: FakeTelegram, slack: FakeSlack, store_
 
 def bot_process(origin: str, telegram: FakeTelegram, slack: FakeSlack, store_url: str, log_dir: Path,
                 *args: str) -> ConvoflowProcess:
-    """`convoflow run tests/numbered_guessbot.py --channel all ARGS`, its calls recorded as `origin`."""
+    """`convoflow run tests/support/numbered_guessbot.py --channel all ARGS`, its calls recorded as `origin`."""
     return ConvoflowProcess(log_dir / f"{origin}.log", BOT, "--channel", "all", *args,
                             settings=fleet_settings(origin, telegram, slack, store_url))
 

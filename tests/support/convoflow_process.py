@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.mongo_server import free_port
+from tests.support.mongo_server import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SETTING_PREFIXES = ("TELEGRAM_", "SLACK_", "CONVOFLOW_")
 READY_SECONDS = 90.0
 """How long a process may take to become ready on a busy two-core machine."""
@@ -52,7 +52,7 @@ class ConvoflowProcess:
         """Start the process without waiting for it to be ready."""
         with open(self.log_path, "ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "adapters.cli", "run", *self.args, "--host", "127.0.0.1",
+                sys.executable, "-m", "convoflow.adapters.host.cli", "run", *self.args, "--host", "127.0.0.1",
                 cwd=ROOT, env=clean_environment(**{**self.settings, "PORT": str(self.port)}),
                 stdout=log, stderr=asyncio.subprocess.STDOUT,
             )
@@ -107,7 +107,7 @@ class ConvoflowProcess:
 async def convoflow_command(*args: str, **settings: str) -> tuple[int, str, str]:
     """Run a short `convoflow ...` command; returns exit code, stdout and stderr."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.cli", *args, cwd=ROOT, env=clean_environment(**settings),
+        sys.executable, "-m", "convoflow.adapters.host.cli", *args, cwd=ROOT, env=clean_environment(**settings),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)

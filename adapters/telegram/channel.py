@@ -25,13 +25,13 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Ne
 from telegram.ext import AIORateLimiter, Application
 from telegram.warnings import PTBUserWarning
 
-from adapters.telegram_options import SECRET_PATTERN, TOKEN_PATTERN, TelegramOptions
-from adapters.telegram_render import render
-from adapters.telegram_request import AiohttpRequest
-from adapters.telegram_updates import BotIdentity, MalformedUpdate, Migration, parse_update, partition, translate
-from engine.messages import Incoming, Reply, SessionKey
-from engine.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
-from engine.stores.base import StoreError
+from convoflow.adapters.telegram.options import SECRET_PATTERN, TOKEN_PATTERN, TelegramOptions
+from convoflow.adapters.telegram.render import render
+from convoflow.adapters.telegram.request import AiohttpRequest
+from convoflow.adapters.telegram.updates import BotIdentity, MalformedUpdate, Migration, parse_update, partition, translate
+from convoflow.messages import Incoming, Reply, SessionKey
+from convoflow.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
+from convoflow.stores.base import StoreError
 
 log = logging.getLogger("convoflow.telegram")
 

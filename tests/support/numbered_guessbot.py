@@ -1,13 +1,13 @@
 """The guessbot with numbered replies: every reply of a game is unique, so a reply delivered twice
 or never shows in the replies themselves. Used by the scale-out test and benchmark.
 
-    convoflow run tests/numbered_guessbot.py --channel all
+    convoflow run tests/support/numbered_guessbot.py --channel all
 """
 
 import random
 
-from adapters.telegram_options import TelegramOptions
-from engine import ask, dialog, send_message
+from convoflow.adapters.telegram.options import TelegramOptions
+from convoflow import ask, dialog, send_message
 
 HIGHEST = 16
 telegram_options = TelegramOptions(overall_max_rate=0, group_max_rate=0)

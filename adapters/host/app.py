@@ -8,9 +8,9 @@ from typing import Sequence
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from adapters.channel import Channel
-from engine.messages import SessionKey
-from engine.stores.base import Store
+from convoflow.adapters.channel import Channel
+from convoflow.messages import SessionKey
+from convoflow.stores.base import Store
 
 PROBE_KEY = SessionKey("healthz", "probe")
 PROBE_SECONDS = 2.0

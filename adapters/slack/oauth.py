@@ -29,9 +29,9 @@ from slack_sdk.oauth.state_store.state_store import OAuthStateStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
-from engine.stores.sqlite import SQLiteStore
+from convoflow.stores.sqlite import SQLiteStore
 
-from adapters.slack_mongo import MongoInstallationStore, MongoOAuthStateStore
+from convoflow.adapters.slack.mongo import MongoInstallationStore, MongoOAuthStateStore
 
 STATE_SECONDS = 600
 """How long an install link (its OAuth state) stays valid."""

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from telegram import Bot, CallbackQuery, MaybeInaccessibleMessage, Message, MessageEntity, Update
 from telegram.constants import ChatType
 
-from engine.buttons import ButtonRef, decode_button
-from engine.messages import Incoming, IncomingKind, Media, SessionKey
-from engine.types import JSON
+from convoflow.buttons import ButtonRef, decode_button
+from convoflow.messages import Incoming, IncomingKind, Media, SessionKey
+from convoflow.types import JSON
 
 GROUPS = (ChatType.GROUP, ChatType.SUPERGROUP)
 _COMMAND = re.compile(r"/(?P<name>[A-Za-z0-9_]{1,64})(?:@(?P<bot>[A-Za-z0-9_]+))?(?=\s|$)")

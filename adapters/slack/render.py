@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.buttons import encode_button
-from engine.messages import Media, Reply, Text
+from convoflow.buttons import encode_button
+from convoflow.messages import Media, Reply, Text
 
 ACTION_PREFIX = "convoflow:"
 """Every button we render has an action_id `convoflow:<seq>:<index>`; clicks are matched by it."""

@@ -1,0 +1,1 @@
+"""The console channel: chat with a bot in a terminal."""
