@@ -8,6 +8,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from contextlib import closing
 
 import pytest
 
@@ -314,3 +315,30 @@ class TestErrors:
                 await store.load(KEY)
         finally:
             await store.close()
+
+
+async def test_a_file_of_schema_version_2_gains_timers_and_keeps_its_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as db:  # the schema as convoflow wrote it before timers
+        db.execute("""CREATE TABLE sessions (key TEXT PRIMARY KEY, partition TEXT NOT NULL, app TEXT NOT NULL,
+                      revision INTEGER NOT NULL, record TEXT NOT NULL, updated REAL NOT NULL)""")
+        db.execute("CREATE INDEX sessions_by_partition ON sessions (partition, updated)")
+        db.execute("CREATE INDEX sessions_by_app ON sessions (app, updated)")
+        record = {"state": {"frame": {"name": "main"}}, "outbox": [], "seen": ["u1"], "address": {},
+                  "next_seq": 1, "last": [], "created": 5.0}
+        db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+                   ("telegram:7:42/guessbot", "telegram:7:42", "guessbot", 3, json.dumps(record), 6.0))
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+    store = SQLiteStore(path)
+    try:
+        old = await store.load(KEY)
+        assert old is not None and old.revision == 3 and old.seen == ("u1",) and old.due is None
+        assert await store.due(KEY.app, 1e12) == []
+        timed = old.advanced(due=100.0)
+        await store.commit(timed)
+        assert await store.due(KEY.app, 100.0) == [timed]
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -41,6 +41,31 @@ class TestStoreContract:
         await store.commit(session)
         assert await store.load(KEY) == session
 
+    async def test_due_finds_the_sessions_whose_timers_are_due_earliest_first(self, store: Store) -> None:
+        later = first(SessionKey("telegram:7:1", "guessbot"), due=1_000_300.25)
+        sooner = first(SessionKey("telegram:7:2", "guessbot"), due=1_000_100.5)
+        await store.commit(later)
+        await store.commit(sooner)
+        await store.commit(first(SessionKey("telegram:7:3", "guessbot")))  # no timer
+        await store.commit(first(SessionKey("telegram:7:4", "menu"), due=1_000_000.0))  # another bot
+        assert await store.due("guessbot", 1_000_000.0) == []
+        assert await store.due("guessbot", 1_000_100.5) == [sooner]
+        assert await store.due("guessbot", 1_000_300.2) == [sooner]
+        assert await store.due("guessbot", 2_000_000.0) == [sooner, later]
+        assert await store.due("guessbot", 2_000_000.0, limit=1) == [sooner]
+
+    async def test_a_commit_moves_or_clears_the_due_time(self, store: Store) -> None:
+        one = first(due=1_000_000.0)
+        await store.commit(one)
+        two = one.advanced(due=3_000_000.0)
+        await store.commit(two)
+        assert await store.due(KEY.app, 2_000_000.0) == []
+        assert await store.due(KEY.app, 3_000_000.0) == [two]
+        await store.commit(two.advanced(due=None))
+        assert await store.due(KEY.app, 9_000_000.0) == []
+        loaded = await store.load(KEY)
+        assert loaded is not None and loaded.due is None
+
     async def test_stale_revision_conflicts_and_keeps_the_stored_session(self, store: Store) -> None:
         one = first(state={"n": 1})
         await store.commit(one)

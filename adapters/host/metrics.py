@@ -77,6 +77,9 @@ class MeteredStore:
     async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
         return await self._timed("undelivered", self.store.undelivered(app, since, until, limit))
 
+    async def due(self, app: str, until: float, limit: int = 100) -> list[Session]:
+        return await self._timed("due", self.store.due(app, until, limit))
+
     async def close(self) -> None:
         await self.store.close()
 

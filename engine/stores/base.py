@@ -21,6 +21,8 @@ class Session:
     replay state (None: not started). `outbox` holds replies committed but not yet delivered, as
     `{"seq", "to", "message"}` dicts, in order. `seen` lists recent incoming ids, newest last.
     `last` keeps the replies of the latest turn, so a returning user can be reminded where they are.
+    `due` is when the session next needs a turn with no user message (a timer: a sleep ends, a
+    question times out, a reminder is due), as Unix seconds (UTC), or None; stores index it.
     """
 
     key: SessionKey
@@ -33,6 +35,7 @@ class Session:
     last: tuple[dict[str, Any], ...] = ()
     created: float = 0.0
     updated: float = 0.0
+    due: float | None = None
 
     def advanced(self, **changes: Any) -> Session:
         """The next revision of this session (what a commit writes)."""
@@ -53,6 +56,7 @@ class Session:
             "last": list(self.last),
             "created": self.created,
             "updated": self.updated,
+            "due": self.due,
         }
 
     @classmethod
@@ -68,6 +72,7 @@ class Session:
             last=tuple(record.get("last", ())),
             created=record.get("created", 0.0),
             updated=record.get("updated", 0.0),
+            due=record.get("due"),
         )
 
 
@@ -115,6 +120,12 @@ class Store(Protocol):
     async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
         """Sessions of `app` last updated in [since, until) (Unix seconds) whose outbox still holds
         replies, least recently updated first. Never writes."""
+        ...
+
+    async def due(self, app: str, until: float, limit: int = 100) -> list[Session]:
+        """Sessions of `app` whose `due` time is at or before `until` (Unix seconds), earliest
+        first. Never writes; the query is indexed, so it costs the same with any number of
+        sessions waiting on later timers."""
         ...
 
     async def close(self) -> None: ...

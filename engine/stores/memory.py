@@ -51,5 +51,11 @@ class MemoryStore:
         waiting.sort(key=lambda s: s.updated)
         return waiting[:limit]
 
+    async def due(self, app: str, until: float, limit: int = 100) -> list[Session]:
+        sessions = [Session.from_record(json.loads(text)) for key, text in self._records.items() if key.app == app]
+        waiting = [s for s in sessions if s.due is not None and s.due <= until]
+        waiting.sort(key=lambda s: (s.due, s.key))
+        return waiting[:limit]
+
     async def close(self) -> None:
         pass

@@ -16,6 +16,7 @@ The document of session `partition/app`:
     outbox     [{"seq": n, "reply": "<ASCII JSON of the reply>"}, ...] in order
     created    BSON date of the first commit
     updated    BSON date of the latest commit (indexed, for listing)
+    due_at     BSON date of the session's next timer, absent when it has none (sparse index with app)
     expire_at  BSON date after which MongoDB deletes the session (only with a TTL)
     format     the document layout version (1)
 """
@@ -207,9 +208,18 @@ class MongoStore:
         query = {"app": app, "updated": window, "outbox.0": {"$exists": True}}
         return await self._find(query, pymongo.ASCENDING, limit, "finding undelivered replies")
 
-    async def _find(self, query: dict[str, Any], by_updated: int, limit: int, doing: str) -> list[Session]:
+    async def due(self, app: str, until: float, limit: int = 100) -> list[Session]:
+        # `due_at` is cut to milliseconds like every BSON date: round `until` up to match, and
+        # check the exact time (kept in the record) here.
+        query = {"app": app, "due_at": {"$lte": _date(math.ceil(until * 1000) / 1000)}}
+        found = await self._find(query, pymongo.ASCENDING, limit, "finding due timers", by="due_at")
+        return [session for session in found if session.due is not None and session.due <= until]
+
+    async def _find(
+        self, query: dict[str, Any], order: int, limit: int, doing: str, by: str = "updated"
+    ) -> list[Session]:
         with self._operation(doing, None):
-            cursor = self.collection.find(query).sort("updated", by_updated).limit(limit)
+            cursor = self.collection.find(query).sort(by, order).limit(limit)
             documents = [document async for document in cursor]
         return [self._session(document) for document in documents]
 
@@ -242,6 +252,8 @@ class MongoStore:
             "updated": updated,
             "format": FORMAT,
         }
+        if session.due is not None:
+            document["due_at"] = _date(session.due)
         if self.ttl is not None:
             document["expire_at"] = updated + timedelta(seconds=self.ttl)
         size = len(bson.encode(document))
@@ -289,6 +301,10 @@ class MongoStore:
                 # Per-bot queries: a bot's sessions with replies left undelivered, by last update.
                 await self.collection.create_index(
                     [("app", pymongo.ASCENDING), ("updated", pymongo.ASCENDING)], name="app_updated"
+                )
+                # Sessions without a timer have no `due_at`: a sparse index leaves them out.
+                await self.collection.create_index(
+                    [("app", pymongo.ASCENDING), ("due_at", pymongo.ASCENDING)], name="app_due", sparse=True
                 )
                 if self.ttl is not None:
                     # Each document carries its own expiry date, so changing the TTL needs no index change.

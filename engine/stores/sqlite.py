@@ -32,7 +32,7 @@ log = logging.getLogger("convoflow.stores.sqlite")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Kept in `PRAGMA user_version`; a later schema change migrates from it."""
 
 DEFAULT_TIMEOUT = 5.0
@@ -51,11 +51,14 @@ _SCHEMA = (
         app       TEXT NOT NULL,
         revision  INTEGER NOT NULL,
         record    TEXT NOT NULL,
-        updated   REAL NOT NULL
+        updated   REAL NOT NULL,
+        due       REAL
     )""",
     "CREATE INDEX IF NOT EXISTS sessions_by_partition ON sessions (partition, updated)",
     # version 2: finding a bot's sessions with replies left undelivered, by time of last update
     "CREATE INDEX IF NOT EXISTS sessions_by_app ON sessions (app, updated)",
+    # version 3: timers; only sessions waiting on one are in the index
+    "CREATE INDEX IF NOT EXISTS sessions_by_due ON sessions (app, due) WHERE due IS NOT NULL",
 )
 
 
@@ -120,6 +123,9 @@ class SQLiteStore:
 
     async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
         return await self._call(self._undelivered, app, since, until, limit)
+
+    async def due(self, app: str, until: float, limit: int = 100) -> list[Session]:
+        return await self._call(self._due, app, until, limit)
 
     async def close(self) -> None:
         if self._closed:
@@ -210,7 +216,11 @@ class SQLiteStore:
                     f"SQLite store {self.path} has schema version {version}, written by a newer "
                     f"convoflow; this one knows up to {SCHEMA_VERSION}"
                 )
-            for statement in _SCHEMA:
+            db.execute(_SCHEMA[0])
+            columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+            if "due" not in columns:  # a version 1 or 2 file: no timers were set in it
+                db.execute("ALTER TABLE sessions ADD COLUMN due REAL")
+            for statement in _SCHEMA[1:]:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -227,10 +237,10 @@ class SQLiteStore:
         """One conditional statement; False when it matched no row (a Conflict)."""
         db = self._connection()
         record = session.to_record()
-        values = (record["revision"], _rest_of(record), record["updated"])
+        values = (record["revision"], _rest_of(record), record["updated"], record["due"])
         if session.revision == 1:
             cursor = db.execute(
-                "INSERT INTO sessions (revision, record, updated, key, partition, app) VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO sessions (revision, record, updated, due, key, partition, app) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (key) DO NOTHING",
                 (*values, str(session.key), session.key.partition, session.key.app),
             )
@@ -239,7 +249,7 @@ class SQLiteStore:
             # snapshot; a single statement in autocommit takes the write lock first, waiting up to
             # the busy timeout, and compares the revision under it.
             cursor = db.execute(
-                "UPDATE sessions SET revision = ?, record = ?, updated = ? WHERE key = ? AND revision = ?",
+                "UPDATE sessions SET revision = ?, record = ?, updated = ?, due = ? WHERE key = ? AND revision = ?",
                 (*values, str(session.key), session.revision - 1),
             )
         return cursor.rowcount == 1
@@ -278,6 +288,12 @@ class SQLiteStore:
             f"{_SELECT} WHERE app = ? AND updated >= ? AND updated < ? AND json_array_length(record, '$.outbox') > 0"
             " ORDER BY updated LIMIT ?",
             (app, since, until, limit),
+        )
+        return [_session(row) for row in rows]
+
+    def _due(self, app: str, until: float, limit: int) -> list[Session]:
+        rows = self._connection().execute(
+            f"{_SELECT} WHERE app = ? AND due IS NOT NULL AND due <= ? ORDER BY due, key LIMIT ?", (app, until, limit)
         )
         return [_session(row) for row in rows]
 
