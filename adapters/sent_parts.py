@@ -6,7 +6,9 @@ stays in the outbox and is attempted again later (the update redelivered, the se
 the sweep); that attempt skips the parts this process has already sent, so the user gets each part
 once. The memory is this process's and bounded (the oldest unfinished replies are forgotten
 first); a reply is forgotten as soon as it is out in full or dropped. Parts are sent in order, so
-what a retry skips is always a prefix of what the user has seen.
+what a retry skips is always a prefix of what the user has seen. A reply is known by its address,
+its number in its session and its content (a Reply carries no session key; two sessions'
+replies would have to agree in all three to be taken for one).
 
 Across processes this memory is not shared: a reply left half sent by a process that was then
 killed (or that stopped delivering it, so that another worker took it over) starts again from its

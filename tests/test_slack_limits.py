@@ -9,6 +9,8 @@ from typing import Any, AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from convoflow import Option, ask, dialog, get_client_response, send_message
 from convoflow.adapters.host.metrics import ChannelDeliveries
@@ -176,3 +178,34 @@ async def test_a_transient_failure_mid_reply_keeps_it_and_repeats_no_part(fake: 
         assert [call.ok for call in fake.called("chat.postMessage")] == [True, False, True, True]
         session = await store.load(KEY)
         assert session is not None and session.outbox == ()
+
+
+@pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")  # the blank text, on purpose
+async def test_the_fake_holds_messages_to_slacks_limits(fake: FakeSlack) -> None:
+    client = AsyncWebClient(token=fake.teams[0].bot_token, base_url=fake.api_url)
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "x"}}
+    refused = {
+        "no_text": {"text": " "},
+        "invalid_blocks": {"text": "t", "blocks": [section] * 51},
+    }
+    refused_blocks = [
+        [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}],
+        [{"type": "actions", "elements": [{"type": "button", "action_id": f"a{n}", "value": "v",
+                                            "text": {"type": "plain_text", "text": "b"}} for n in range(26)]}],
+        [{"type": "actions", "elements": [{"type": "button", "action_id": "a", "value": "v",
+                                            "text": {"type": "plain_text", "text": "b" * 76}}]}],
+    ]
+    for error, arguments in refused.items():
+        with pytest.raises(SlackApiError) as caught:
+            await client.chat_postMessage(channel="D111", **arguments)
+        assert caught.value.response["error"] == error
+    for blocks in refused_blocks:
+        with pytest.raises(SlackApiError) as caught:
+            await client.chat_postMessage(channel="D111", text="t", blocks=blocks)
+        assert caught.value.response["error"] == "invalid_blocks"
+    with pytest.raises(SlackApiError) as caught:
+        await client.chat_postMessage(channel="D111", text="t", blocks=[
+            {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3000}}] * 5)
+    assert caught.value.response["error"] == "msg_blocks_too_long"
+    await client.chat_postMessage(channel="D111", text="y" * 40_001)
+    assert fake.texts() == ["y" * 40_000]  # Slack cuts what it does not refuse

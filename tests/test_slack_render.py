@@ -143,3 +143,8 @@ def test_text_that_shows_nothing_posts_nothing_and_a_question_without_text_shows
     [post] = posts(Reply(1, Text("", (Option("Yes"), Option("No"))), DM))
     assert [b["type"] for b in post.arguments["blocks"]] == ["actions"]
     assert post.arguments["text"] == "1) Yes, 2) No"
+
+
+def test_an_image_refused_has_its_link_to_fall_back_on() -> None:
+    [image] = posts(Reply(1, Media("image", "https://x.example/a.png", "A & B"), DM))
+    assert image.smaller == ({"channel": "D1", "text": "<https://x.example/a.png|A &amp; B>"},)

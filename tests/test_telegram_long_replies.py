@@ -51,14 +51,16 @@ def second_part(params: dict[str, Any]) -> bool:
 
 
 def whole_clusters(parts: list[str]) -> bool:
-    text, cut, ends = "".join(parts), 0, {0}
-    for cluster in regex.findall(r"\X", text):
-        ends.add(ends and max(ends) + len(cluster))
+    """Whether every cut between two parts falls between two grapheme clusters of the whole."""
+    ends, at = set(), 0
+    for cluster in regex.findall(r"\X", "".join(parts)):
+        at += len(cluster)
+        ends.add(at)
+    cuts, at = [], 0
     for part in parts:
-        cut += len(part)
-        if cut not in ends:
-            return False
-    return True
+        at += len(part)
+        cuts.append(at)
+    return all(cut in ends for cut in cuts)
 
 
 async def test_a_part_that_fails_is_retried_on_its_own() -> None:
