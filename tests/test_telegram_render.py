@@ -71,3 +71,43 @@ def test_media_by_url_or_file_id_with_caption() -> None:
     long_caption = "c" * 1500
     media, text = render(Reply(1, Media("image", "AgAC-id", long_caption), CHAT))
     assert media.kwargs["caption"] is None and text.kwargs == {"chat_id": 42, "text": long_caption}
+
+
+def texts_of(reply: Reply) -> list[str]:
+    return [send.kwargs["text"] for send in render(reply) if send.method == "send_message"]
+
+
+def test_a_long_run_of_spaces_gives_no_empty_part_and_loses_no_tail() -> None:
+    text = "x" * 4000 + " " * 5000 + "tail"
+    parts = texts_of(Reply(1, Text(text), CHAT))
+    assert "".join(parts) == text
+    assert all(part.strip() and len(part) <= 4096 for part in parts)
+
+
+def test_text_goes_out_as_written_with_cuts_at_line_breaks() -> None:
+    text = "".join(f"  item {n}:\tdone  \n" for n in range(600))  # leading and trailing whitespace
+    parts = texts_of(Reply(1, Text(text), CHAT))
+    assert "".join(parts) == text and len(parts) > 1
+    assert all(part.endswith("\n") for part in parts)
+
+
+def test_grapheme_clusters_stay_whole_across_parts() -> None:
+    for cluster in ("e\u0301", "👨\u200d👩\u200d👧\u200d👦", "#\ufe0f\u20e3", "🇺🇦"):
+        text = "a" * 4095 + cluster + "b" * 10  # the 4,096th unit falls inside the cluster
+        first, second = texts_of(Reply(1, Text(text), CHAT))
+        assert first == "a" * 4095 and second == cluster + "b" * 10
+
+
+def test_a_reply_that_shows_nothing_sends_nothing_and_a_blank_question_still_shows_its_keyboard() -> None:
+    assert render(Reply(1, Text(" \n "), CHAT)) == []
+    [send] = render(Reply(1, Text("", (Option("Yes"), Option("No"))), CHAT))
+    assert send.kwargs["text"].strip() and "reply_markup" in send.kwargs
+
+
+def test_a_caption_counts_utf16_units() -> None:
+    fits = "😀" * 512  # 1,024 units: a caption
+    [photo] = render(Reply(1, Media("image", "AgAC-id", fits), CHAT))
+    assert photo.kwargs["caption"] == fits
+    too_long = "😀" * 513
+    photo, text = render(Reply(1, Media("image", "AgAC-id", too_long), CHAT))
+    assert photo.kwargs["caption"] is None and text.kwargs["text"] == too_long

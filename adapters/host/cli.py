@@ -19,7 +19,7 @@ from convoflow.adapters.channel import Channel
 from convoflow.adapters.console.channel import ConsoleChannel
 from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
 from convoflow.adapters.host.logs import LogFormat, setup_logging
-from convoflow.adapters.host.metrics import MeteredStore, Metrics
+from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics
 from convoflow.adapters.host.serve import serve
 from convoflow.adapters.host.sessions import describe, summary_line
 
@@ -191,6 +191,7 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot)
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=metrics.on_turn)
         channels = [SERVER_CHANNELS[name](engine, opened, env) for name in names]
+        registry.register(ChannelDeliveries(channels))
     except BaseException:
         await store.close()
         raise

@@ -1,12 +1,17 @@
 """Prometheus metrics: turns, failures, duplicates, store round trips and conflicts, latency,
-outbox backlog, per channel. Fed by the Engine's `on_turn` hook and a store wrapper."""
+outbox backlog, replies dropped or re-rendered, per channel. Fed by the Engine's `on_turn` hook, a
+store wrapper and the channels' own tallies."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from convoflow.adapters.sent_parts import Deliveries
 
 from convoflow.messages import SessionKey
 from convoflow.runtime import TurnOutcome
@@ -53,6 +58,30 @@ class Metrics:
         if turn.pending:
             self._pending[turn.key] = turn.pending
         self.backlog.labels(channel).inc(turn.pending - before)
+
+
+class ChannelDeliveries(Collector):
+    """Replies each channel dropped (a platform refused them for good) or posted again re-rendered
+    smaller, by reason, read from the channels' `deliveries` when /metrics is scraped."""
+
+    def __init__(self, channels: Sequence[Any]) -> None:
+        self.channels = channels
+
+    def collect(self) -> Iterator[Metric]:
+        dropped = CounterMetricFamily("convoflow_replies_dropped", "Replies a platform refused for good, "
+                                      "dropped so the conversation goes on.", labels=["channel", "reason"])
+        rerendered = CounterMetricFamily("convoflow_replies_rerendered", "Messages a platform refused for "
+                                         "their size or blocks, sent again as smaller plain text.",
+                                         labels=["channel", "reason"])
+        for channel in self.channels:
+            deliveries = getattr(channel, "deliveries", None)
+            if isinstance(deliveries, Deliveries):
+                for reason, count in sorted(deliveries.dropped.items()):
+                    dropped.add_metric([channel.name, reason], count)
+                for reason, count in sorted(deliveries.rerendered.items()):
+                    rerendered.add_metric([channel.name, reason], count)
+        yield dropped
+        yield rerendered
 
 
 class MeteredStore:

@@ -48,7 +48,9 @@ from convoflow.stores.base import StoreError
 
 from convoflow.adapters.slack.events import Workspace, from_action, from_message
 from convoflow.adapters.slack.oauth import BotAuthorize
-from convoflow.adapters.slack.render import ACTION_PATTERN, answered_blocks, post_arguments
+from convoflow.adapters.sent_parts import Deliveries
+from convoflow.adapters.slack.posting import post_reply
+from convoflow.adapters.slack.render import ACTION_PATTERN, answered_blocks
 
 log = logging.getLogger("convoflow.slack")
 
@@ -61,15 +63,6 @@ DEFAULT_SCOPES = (
     "files:read",
 )
 """Bot scopes asked for on install: read mentions, DMs and thread replies, post, see shared files."""
-
-UNDELIVERABLE = frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "account_inactive", "team_access_not_granted",
-    "restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
-    "restricted_action_non_threadable_channel", "cannot_reply_to_message", "messages_tab_disabled",
-    "ekm_access_denied", "invalid_blocks", "msg_too_long", "no_text",
-})
-"""chat.postMessage errors that no retry will cure: the reply is dropped (logged) and the outbox
-moves on. Any other error keeps the reply in the outbox for a later attempt."""
 
 TURN_RETRY_DELAYS = (0.5, 2.0, 5.0)
 """A turn whose store or delivery failed is retried here (once acknowledged, nobody else will; its
@@ -121,6 +114,7 @@ class SlackChannel:
         self.app_token = app_token or None
         self.oauth = oauth
         self.drain_seconds = drain_seconds
+        self.deliveries = Deliveries()
         self.ack_seconds = ack_seconds
         self.client = AsyncWebClient(
             token=bot_token,
@@ -342,16 +336,13 @@ class SlackChannel:
                 await asyncio.gather(before, return_exceptions=True)
 
     async def _post(self, client: AsyncWebClient, reply: Reply, token: str | None = None) -> None:
-        try:
-            arguments = post_arguments(reply)
-            if token is not None:
-                arguments["token"] = token  # the session's workspace, outside any update's context
+        """The reply's messages, each once; a refused one re-sent smaller or dropped (see posting)."""
+        async def post(arguments: dict[str, Any]) -> None:
+            if token is not None:  # the session's workspace, outside any update's context
+                arguments = {**arguments, "token": token}
             await client.chat_postMessage(**arguments)
-        except SlackApiError as error:
-            code = error.response.get("error")
-            if code in UNDELIVERABLE:
-                raise Undeliverable(f"chat.postMessage to {reply.address.get('channel')}: {code}") from error
-            raise
+
+        await post_reply(self.deliveries, reply, post)
 
     async def _replace_buttons(self, client: AsyncWebClient, body: dict[str, Any]) -> None:
         message = body.get("message") or {}

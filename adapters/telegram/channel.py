@@ -8,7 +8,8 @@ concurrently; the Engine keeps each session's updates in order.
 
 Replies go out through PTB's bot with its AIORateLimiter (which also waits out 429 RetryAfter)
 over one aiohttp session. A user who blocked the bot, or a chat that is gone, ends the reply as
-undeliverable; network errors and 5xx answers are retried with backoff.
+undeliverable; network errors and 5xx answers are retried with backoff. A long reply goes out in
+parts, each retried on its own; a reply attempted again skips the parts already sent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Ne
 from telegram.ext import AIORateLimiter, Application
 from telegram.warnings import PTBUserWarning
 
+from convoflow.adapters.sent_parts import Deliveries
 from convoflow.adapters.telegram.options import SECRET_PATTERN, TOKEN_PATTERN, TelegramOptions
 from convoflow.adapters.telegram.render import render
 from convoflow.adapters.telegram.request import AiohttpRequest
@@ -73,6 +75,7 @@ class TelegramChannel:
         warnings.filterwarnings("ignore", RAW_SENDS_WARNING, PTBUserWarning)
         self.engine = engine
         self.options = options
+        self.deliveries = Deliveries()
         self.webhook_url = webhook_url or None
         self.webhook_secret = (webhook_secret or "").encode()
         self.identity = BotIdentity(int(token.partition(":")[0]), "")
@@ -250,8 +253,9 @@ class TelegramChannel:
         return self.deliver if key.partition.startswith(f"telegram:{self.identity.id}:") else None
 
     async def deliver(self, reply: Reply) -> None:
-        for send in render(reply):
-            await self._send(send.method, send.kwargs)
+        """Each part of the reply once: a part that failed is retried, and when the reply is
+        attempted again the parts this process already sent are skipped (see sent_parts)."""
+        await self.deliveries.send_all(reply, render(reply), lambda send: self._send(send.method, send.kwargs))
 
     async def _send(self, method: str, kwargs: dict[str, Any]) -> None:
         attempt = 0

@@ -1,5 +1,5 @@
-"""convoflow replies as Bot API calls: plain text (never parsed as markup), inline keyboards,
-photos and documents, in the chat and topic of the reply's address."""
+"""convoflow replies as Bot API calls: plain text (never parsed as markup) split within Telegram's
+limits, inline keyboards, photos and documents, in the chat and topic of the reply's address."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ from typing import Any, Literal, cast
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.constants import InlineKeyboardButtonLimit, InlineKeyboardMarkupLimit, MessageLimit
 
+from convoflow.adapters import text_parts
+from convoflow.adapters.text_parts import utf16_units
 from convoflow.buttons import encode_button
 from convoflow.messages import Media, Option, Reply
 
 ROW_WIDTH = 30
 """Label characters that fit side by side on a phone; longer rows wrap."""
+
+KEYBOARD_ONLY_TEXT = "\u2026"
+"""A question whose text shows nothing still needs some text for its keyboard (Telegram refuses
+an empty message)."""
 
 Method = Literal["send_message", "send_photo", "send_document"]
 
@@ -27,8 +33,9 @@ class Send:
 
 
 def render(reply: Reply) -> list[Send]:
-    """The calls that show one reply, in order. No `parse_mode` is ever set, so text arrives
-    exactly as the flow wrote it."""
+    """The calls that show one reply, in order; none for a text that shows nothing. No
+    `parse_mode` is ever set, so text arrives exactly as the flow wrote it. Every part is within
+    Telegram's limits (4,096 UTF-16 units of text, 1,024 of caption) and shows something."""
     where: dict[str, Any] = {"chat_id": reply.address["chat_id"]}
     if reply.address.get("thread_id") is not None:
         where["message_thread_id"] = reply.address["thread_id"]
@@ -38,7 +45,7 @@ def render(reply: Reply) -> list[Send]:
     message = reply.message
     if isinstance(message, Media):
         # A caption over Telegram's limit follows the media as text rather than being cut.
-        fits = _length(message.caption) <= MessageLimit.CAPTION_LENGTH
+        fits = utf16_units(message.caption) <= MessageLimit.CAPTION_LENGTH
         method: Method = "send_photo" if message.kind == "image" else "send_document"
         field = "photo" if message.kind == "image" else "document"
         media = Send(method, {**first, field: message.source, "caption": (message.caption if fits else "") or None})
@@ -49,7 +56,7 @@ def render(reply: Reply) -> list[Send]:
         # More options than a keyboard holds: a numbered list, answered by typing the number.
         text = "\n".join([text, *(f"{n}) {option.label}" for n, option in enumerate(options, 1))])
         options = ()
-    chunks = split_text(text)
+    chunks = split_text(text) or ([KEYBOARD_ONLY_TEXT] if options else [])
     sends = [Send("send_message", {**(first if i == 0 else where), "text": chunk}) for i, chunk in enumerate(chunks)]
     if options:
         sends[-1].kwargs["reply_markup"] = keyboard(options, reply.seq)
@@ -73,24 +80,5 @@ def keyboard(options: tuple[Option, ...], seq: int) -> InlineKeyboardMarkup:
 
 
 def split_text(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
-    """Text in pieces Telegram accepts (it counts UTF-16 units), cut at a line break or space
-    where one is near."""
-    chunks: list[str] = []
-    while _length(text) > limit:
-        cut, units = 0, 0
-        for cut, char in enumerate(text):  # noqa: B007 - `cut` ends at the first char that does not fit
-            units += 2 if ord(char) > 0xFFFF else 1
-            if units > limit:
-                break
-        for separator in ("\n", " "):
-            at = text.rfind(separator, cut // 2, cut)
-            if at > 0:
-                cut = at + 1
-                break
-        chunks.append(text[:cut].rstrip())
-        text = text[cut:]
-    return [*chunks, text] if text.strip() or not chunks else chunks
-
-
-def _length(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    """Text in parts Telegram accepts: see `convoflow.adapters.text_parts`."""
+    return text_parts.split_text(text, limit, utf16_units)

@@ -4,6 +4,12 @@ Real slack-sdk / slack-bolt clients talk to it through their base URL. It answer
 chat.postMessage, chat.update, oauth.v2.access and apps.connections.open, records every call, can
 be told to fail (429 with Retry-After, or any Slack error), and serves a websocket that speaks
 Socket Mode (hello, envelopes, acks).
+
+Messages are held to Slack's documented limits: no text and no blocks is `no_text`; more than 50
+blocks, a section's text over 3,000 characters, more than 25 elements in an actions block, a
+button's text over 75 or value over 2,000 is `invalid_blocks`; more text across a message's blocks
+than `blocks_text_limit` (Slack's is undocumented, about 12,000) is `msg_blocks_too_long`; and a
+text over 40,000 characters is cut there, as Slack does (`Call.shown` is what the user sees).
 """
 
 from __future__ import annotations
@@ -16,6 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
+
+TEXT_LIMIT = 40_000
+BLOCKS_PER_MESSAGE = 50
+SECTION_TEXT_LIMIT = 3000
+ELEMENTS_PER_ACTIONS = 25
+BUTTON_TEXT_LIMIT = 75
+BUTTON_VALUE_LIMIT = 2000
+IMAGE_TEXT_LIMIT = 2000
+BLOCKS_TEXT_LIMIT = 12_000
 
 CLIENT_ID = "111.222"
 CLIENT_SECRET = "fake-client-secret"
@@ -48,12 +63,18 @@ class Call:
     def ok(self) -> bool:
         return bool(self.answer.get("ok"))
 
+    @property
+    def shown(self) -> str:
+        """The text of the posted message as Slack keeps it (cut after TEXT_LIMIT)."""
+        return str((self.answer.get("message") or {}).get("text", self.params.get("text", "")))
+
 
 @dataclass
 class Failure:
     error: str
     status: int = 200
     retry_after: int | None = None
+    matching: Callable[[dict[str, Any]], bool] | None = None
 
 
 @dataclass
@@ -68,6 +89,8 @@ class FakeSlack:
     """Seconds every Web API call takes to answer (Slack's own are tens of milliseconds)."""
     listeners: list[Callable[[Call], None]] = field(default_factory=list)
     """Called with every successful chat.postMessage, as it arrives."""
+    blocks_text_limit: int = BLOCKS_TEXT_LIMIT
+    """The most text across one message's blocks before msg_blocks_too_long."""
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[Failure]] = {}
@@ -108,9 +131,11 @@ class FakeSlack:
 
     # --- what tests set up and read --------------------------------------------------------------
 
-    def fail(self, method: str, error: str, *, status: int = 200, retry_after: int | None = None, times: int = 1) -> None:
-        """The next `times` calls of `method` fail with `error` (a 429 carries Retry-After)."""
-        self._failures.setdefault(method, []).extend(Failure(error, status, retry_after) for _ in range(times))
+    def fail(self, method: str, error: str, *, status: int = 200, retry_after: int | None = None, times: int = 1,
+             matching: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """The next `times` calls of `method` (whose parameters pass `matching`, if given) fail with
+        `error` (a 429 carries Retry-After)."""
+        self._failures.setdefault(method, []).extend(Failure(error, status, retry_after, matching) for _ in range(times))
 
     def called(self, method: str, **matching: Any) -> list[Call]:
         return [c for c in self.calls if c.method == method and all(c.params.get(k) == v for k, v in matching.items())]
@@ -120,7 +145,8 @@ class FakeSlack:
         return [c for c in self.called("chat.postMessage", **matching) if c.ok]
 
     def texts(self, **matching: Any) -> list[str]:
-        return [c.params.get("text", "") for c in self.posts(**matching)]
+        """The texts of the posted messages, as Slack shows them."""
+        return [c.shown for c in self.posts(**matching)]
 
     def inbox(self, channel: str) -> asyncio.Queue[Call]:
         """Messages posted to `channel` (any thread), in order, as they arrive."""
@@ -205,9 +231,10 @@ class FakeSlack:
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
             token = header[len("Bearer "):]
-        pending = self._failures.get(method)
-        if pending:
-            failure = pending.pop(0)
+        pending = self._failures.get(method, [])
+        failure = next((f for f in pending if f.matching is None or f.matching(params)), None)
+        if failure is not None:
+            pending.remove(failure)
             answer: dict[str, Any] = {"ok": False, "error": failure.error}
             self.calls.append(Call(method, params, token, answer, origin))
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
@@ -241,16 +268,37 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_auth"}
         if not params.get("channel"):
             return {"ok": False, "error": "channel_not_found"}
-        if not params.get("text") and not params.get("blocks"):
-            return {"ok": False, "error": "no_text"}
+        refused = self._refusal(params)
+        if refused is not None:
+            return {"ok": False, "error": refused}
         n = next(self._ts)
         ts = f"{1700000000 + n}.{n:06d}"
         message = {k: v for k, v in params.items() if k in ("text", "blocks", "thread_ts")}
+        if "text" in message:
+            message["text"] = str(message["text"])[:TEXT_LIMIT]
         return {"ok": True, "channel": params["channel"], "ts": ts, "message": {**message, "ts": ts, "type": "message"}}
+
+    def _refusal(self, params: dict[str, Any]) -> str | None:
+        """The error Slack answers a message with that breaks its limits, or None."""
+        blocks = params.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if not str(params.get("text") or "").strip() and not blocks:
+            return "no_text"
+        if not blocks:
+            return None
+        if len(blocks) > BLOCKS_PER_MESSAGE or not all(_valid_block(block) for block in blocks):
+            return "invalid_blocks"
+        if sum(len(text) for text in _block_texts(blocks)) > self.blocks_text_limit:
+            return "msg_blocks_too_long"
+        return None
 
     def _chat_update(self, params: dict[str, Any], token: str | None, request: web.Request) -> dict[str, Any]:
         if self._team(token) is None:
             return {"ok": False, "error": "invalid_auth"}
+        refused = self._refusal({"text": "-", **params})
+        if refused is not None:
+            return {"ok": False, "error": refused}
         return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts"), "text": params.get("text", "")}
 
     def _oauth_v2_access(self, params: dict[str, Any], token: str | None, request: web.Request) -> dict[str, Any]:
@@ -279,3 +327,33 @@ class FakeSlack:
         if token != APP_TOKEN:
             return {"ok": False, "error": "invalid_auth"}
         return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket?ticket=fake"}
+
+
+def _valid_block(block: dict[str, Any]) -> bool:
+    kind = block.get("type")
+    if kind == "section":
+        text = (block.get("text") or {}).get("text", "")
+        return 0 < len(text) <= SECTION_TEXT_LIMIT
+    if kind == "actions":
+        elements = block.get("elements") or []
+        return 0 < len(elements) <= ELEMENTS_PER_ACTIONS and all(_valid_button(e) for e in elements)
+    if kind == "image":
+        title = (block.get("title") or {}).get("text", "")
+        return 0 < len(block.get("alt_text", "")) <= IMAGE_TEXT_LIMIT and len(title) <= IMAGE_TEXT_LIMIT
+    return kind in ("context", "divider", "header", "rich_text")
+
+
+def _valid_button(element: dict[str, Any]) -> bool:
+    text = (element.get("text") or {}).get("text", "")
+    return (element.get("type") == "button" and 0 < len(text) <= BUTTON_TEXT_LIMIT
+            and len(element.get("value", "")) <= BUTTON_VALUE_LIMIT and len(element.get("action_id", "")) <= 255)
+
+
+def _block_texts(value: Any) -> list[str]:
+    """Every text and value string inside blocks (what Slack's cumulative length counts)."""
+    if isinstance(value, list):
+        return [text for item in value for text in _block_texts(item)]
+    if isinstance(value, dict):
+        found = [v for k, v in value.items() if k in ("text", "value") and isinstance(v, str)]
+        return found + [text for k, v in value.items() if isinstance(v, (dict, list)) for text in _block_texts(v)]
+    return []

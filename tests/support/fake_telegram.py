@@ -2,8 +2,10 @@
 
 The fake answers what python-telegram-bot calls (getMe, sendMessage, sendPhoto, sendDocument,
 answerCallbackQuery, setWebhook, deleteWebhook, getUpdates), records every call with its decoded
-parameters, and can be told to fail (429 with retry_after, 403 blocked, 5xx) or to hold a chat's
-sends until released. Point PTB at it with `base_url(f"{fake.url}/bot")`, or at
+parameters, and can be told to fail (429 with retry_after, 403 blocked, 5xx; all calls of a method
+or only those `matching` a test) or to hold a chat's sends until released. It refuses, as Telegram
+does (400), what breaks the Bot API's documented limits: a text that is empty or over 4,096 UTF-16
+units, a caption over 1,024, button data over 64 bytes. Point PTB at it with `base_url(f"{fake.url}/bot")`, or at
 `fake.url_for(origin)` to have its calls recorded with that origin (which of several processes
 made them).
 """
@@ -60,6 +62,7 @@ class Failure:
     body: dict[str, Any]
     chat_id: int | None
     times: int | None
+    matching: Callable[[dict[str, Any]], bool] | None = None
 
 
 @dataclass
@@ -111,9 +114,9 @@ class FakeTelegram:
 
     def fail(self, method: str, status: int, *, times: int | None = 1, chat_id: int | None = None,
              retry_after: int | None = None, migrate_to_chat_id: int | None = None,
-             description: str | None = None) -> None:
-        """The next `times` calls of `method` (to `chat_id`, if given) fail with `status`;
-        `times=None`: until told otherwise (`heal`)."""
+             description: str | None = None, matching: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """The next `times` calls of `method` (to `chat_id`, and whose parameters pass `matching`,
+        if given) fail with `status`; `times=None`: until told otherwise (`heal`)."""
         body: dict[str, Any] = {"ok": False, "error_code": status,
                                 "description": description or _DESCRIPTIONS.get(status, "Internal Server Error")}
         if retry_after is not None:
@@ -122,7 +125,7 @@ class FakeTelegram:
         if migrate_to_chat_id is not None:
             body["parameters"] = {"migrate_to_chat_id": migrate_to_chat_id}
             body["description"] = "Bad Request: group chat was upgraded to a supergroup chat"
-        self._failures.setdefault(method, []).append(Failure(status, body, chat_id, times))
+        self._failures.setdefault(method, []).append(Failure(status, body, chat_id, times, matching))
 
     def heal(self) -> None:
         self._failures.clear()
@@ -180,11 +183,16 @@ class FakeTelegram:
         if self.record:
             self.calls.append(call)
         self._notify()
-        failure = self._failure_for(method, params.get("chat_id"))
+        failure = self._failure_for(method, params)
         if failure is not None:
             call.status = failure.status
             self._notify()
             return web.json_response(failure.body, status=failure.status)
+        refused = _refusal(method, params)
+        if refused is not None:
+            call.status = 400
+            self._notify()
+            return web.json_response({"ok": False, "error_code": 400, "description": refused}, status=400)
         gate = self._holds.get(params.get("chat_id")) if method in SENDS else None  # type: ignore[arg-type]
         if gate is not None:
             await gate.wait()
@@ -198,9 +206,11 @@ class FakeTelegram:
                 listener(call)
         return web.json_response({"ok": True, "result": result})
 
-    def _failure_for(self, method: str, chat_id: Any) -> Failure | None:
+    def _failure_for(self, method: str, params: dict[str, Any]) -> Failure | None:
         for failure in self._failures.get(method, []):
-            if failure.chat_id is not None and failure.chat_id != chat_id:
+            if failure.chat_id is not None and failure.chat_id != params.get("chat_id"):
+                continue
+            if failure.matching is not None and not failure.matching(params):
                 continue
             if failure.times is not None:
                 failure.times -= 1
@@ -263,6 +273,9 @@ class FakeTelegram:
 
 
 SENDS = {"sendMessage", "sendPhoto", "sendDocument"}
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+CALLBACK_DATA_LIMIT = 64
 _DESCRIPTIONS = {
     400: "Bad Request: chat not found",
     403: "Forbidden: bot was blocked by the user",
@@ -288,6 +301,29 @@ async def _decode(request: web.Request) -> dict[str, Any]:
         else:
             params[name] = value
     return params
+
+
+def _refusal(method: str, params: dict[str, Any]) -> str | None:
+    """Telegram's 400 description for a send that breaks its limits (lengths in UTF-16 units; a
+    text of whitespace only is empty, as Telegram drops leading and trailing whitespace), or None."""
+    if method == "sendMessage":
+        text = str(params.get("text", ""))
+        if not text.strip():
+            return "Bad Request: message text is empty"
+        if _units(text) > TEXT_LIMIT:
+            return "Bad Request: message is too long"
+    if method in ("sendPhoto", "sendDocument") and _units(str(params.get("caption", ""))) > CAPTION_LIMIT:
+        return "Bad Request: message caption is too long"
+    markup = params.get("reply_markup") or {}
+    for row in markup.get("inline_keyboard", []):
+        for button in row:
+            if len(str(button.get("callback_data", "")).encode()) > CALLBACK_DATA_LIMIT:
+                return "Bad Request: BUTTON_DATA_INVALID"
+    return None
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _caption(params: dict[str, Any]) -> dict[str, Any]:
