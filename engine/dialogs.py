@@ -8,6 +8,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
+from convoflow.fingerprints import call_fingerprint
 from convoflow.renamed import current_path
 from convoflow.replay import DEFAULT_VERSION, INPUT
 from convoflow.types import StateDict
@@ -47,6 +48,16 @@ class DialogCall(BaseDialog[T]):
         """How to call this dialog again, for a stored goto target."""
         return {"dialog": self.path, "args": list(self.args), "kwargs": dict(self.kwargs)}
 
+    def fingerprint(self) -> str | None:
+        """What the record keeps of this call besides its name and version, to tell on replay
+        whether the code still makes the same call there (see convoflow.fingerprints)."""
+        return call_fingerprint(self.path, self.args, self.kwargs)
+
+    def accepts(self, recorded: Any) -> bool:
+        """Whether a result recorded without a fingerprint (before fingerprints existed) may
+        stand for this call's result."""
+        return True
+
 
 class Dialog(DialogCall[T]):
     """A plain function: one recorded step, which may itself `run()` steps (seed `run()` style)."""
@@ -71,31 +82,38 @@ def dialog(version: str = DEFAULT_VERSION, name: str | None = None) -> Callable[
     of another version restart (after the fallback dialog, if one is given).
     """
 
-    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+    return functools.partial(decorate, version=version, name=name)
+
+
+def decorate(
+    func: Callable[..., Any], version: str = DEFAULT_VERSION, name: str | None = None,
+    kind: type[DialogCall[Any]] | None = None,
+) -> Callable[..., Any]:
+    """`@dialog(version, name)` on `func`; `kind` gives the call class (a subclass of the one
+    `func` calls for, checking its own steps' records, as `ask` does)."""
+    if kind is None:
         if inspect.isasyncgenfunction(func):
-            kind: type[DialogCall[Any]] = AsyncGenDialog
+            kind = AsyncGenDialog
         elif inspect.iscoroutinefunction(func):
             kind = AsyncDialog
         elif inspect.isgeneratorfunction(func):
             kind = GenDialog
         else:
             kind = Dialog
-        path = f"{func.__module__}:{func.__qualname__}"
-        step_name = name or func.__name__
+    path = f"{func.__module__}:{func.__qualname__}"
+    step_name = name or func.__name__
 
-        @functools.wraps(func)
-        def make_call(*args: Any, **kwargs: Any) -> DialogCall[Any]:
-            # The same object kind(func, args, ...) builds, at a third of the cost: a frozen
-            # dataclass sets each field through object.__setattr__, and a replay makes a call
-            # object for every subdialog step it passes.
-            call = _new(kind)
-            call.__dict__.update(func=func, args=args, kwargs=kwargs, version=version, name=step_name, path=path)
-            return call
+    @functools.wraps(func)
+    def make_call(*args: Any, **kwargs: Any) -> DialogCall[Any]:
+        # The same object kind(func, args, ...) builds, at a third of the cost: a frozen
+        # dataclass sets each field through object.__setattr__, and a replay makes a call
+        # object for every subdialog step it passes.
+        call = _new(kind)
+        call.__dict__.update(func=func, args=args, kwargs=kwargs, version=version, name=step_name, path=path)
+        return call
 
-        _registry[path] = make_call
-        return make_call
-
-    return decorator
+    _registry[path] = make_call
+    return make_call
 
 
 def resolve(spec: StateDict) -> DialogCall[Any]:
