@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence
 
 _LEFT_OUT = "?"
 _SCALARS = (str, int, bool, type(None))
+_FLAT = frozenset(_SCALARS)
+"""Argument types whose equal values read the same in JSON (unlike 1 == True == 1.0, 0.0 == -0.0)."""
 _cache: dict[Any, str] = {}
 _CACHE_LIMIT = 4096
 
@@ -24,8 +26,21 @@ _CACHE_LIMIT = 4096
 def call_fingerprint(path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """A subdialog's fingerprint: its JSON arguments (None without arguments: its name and
     version, recorded anyway, say all there is)."""
-    if not args and not kwargs:
-        return None
+    if not kwargs:  # the common cases first, looked up at a fraction of the cost
+        if len(args) == 1:
+            kind = type(args[0])
+            if kind in _FLAT:
+                key: Any = (path, kind, args[0])
+                found = _cache.get(key)
+                return found if found is not None else _remember(key, digest([list(args), {}]))
+        elif not args:
+            return None
+        else:
+            types = tuple(map(type, args))
+            if _FLAT.issuperset(types):
+                key = (path, types, args)
+                found = _cache.get(key)
+                return found if found is not None else _remember(key, digest([list(args), {}]))
     return _cached(
         (path, *map(_key_part, args), *(part for k, v in kwargs.items() for part in (k, _key_part(v)))),
         lambda: [portable(list(args)), portable(kwargs)],
@@ -35,15 +50,18 @@ def call_fingerprint(path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 def ask_fingerprint(text: str, options: Sequence[Any], key: str | None) -> str:
     """An ask's fingerprint: its text and options' labels and values, or with a key the key and
     the options' answers (what a recorded answer must be one of)."""
+    if not options or all(type(o.value) is str or o.value is None for o in options):
+        remembered: Any = (text, key, options)  # labels and values are str or None
+        found = _cache.get(remembered)
+        if found is not None:
+            return found
+    else:
+        remembered = None
     if key is not None:
-        return _cached(
-            ("key", key, *(_key_part(o.answer) for o in options)),
-            lambda: ["key", key, [portable(o.answer) for o in options]],
-        )
-    return _cached(
-        ("ask", text, *(part for o in options for part in (o.label, _key_part(o.value)))),
-        lambda: ["ask", text, [[o.label, portable(o.value)] for o in options]],
-    )
+        basis: Any = ["key", key, [portable(o.answer) for o in options]]
+    else:
+        basis = ["ask", text, [[o.label, portable(o.value)] for o in options]]
+    return digest(basis) if remembered is None else _remember(remembered, digest(basis))
 
 
 def digest(basis: Any) -> str:
@@ -65,6 +83,13 @@ def portable(value: Any) -> Any:
     return _LEFT_OUT
 
 
+def _remember(key: Any, fingerprint: str) -> str:
+    if len(_cache) >= _CACHE_LIMIT:
+        _cache.clear()
+    _cache[key] = fingerprint
+    return fingerprint
+
+
 def _cached(key: tuple[Any, ...], basis: Callable[[], Any]) -> str:
     """`digest(basis())`, remembered by `key`: a replay checks the same few steps over and over (a
     loop's question), so each is hashed once per process. A key holding a container (None part)
@@ -72,11 +97,7 @@ def _cached(key: tuple[Any, ...], basis: Callable[[], Any]) -> str:
     if None in key:
         return digest(basis())
     found = _cache.get(key)
-    if found is None:
-        if len(_cache) >= _CACHE_LIMIT:
-            _cache.clear()
-        found = _cache[key] = digest(basis())
-    return found
+    return found if found is not None else _remember(key, digest(basis()))
 
 
 def _key_part(value: Any) -> Any:

@@ -27,13 +27,14 @@ class Frame:
     `prints` hold each step's fingerprint: None for a step without one (no arguments, or recorded
     before fingerprints existed), or for a loaded run of steps with differing fingerprints, a
     `Chain` that replay checks as a whole at the run's end. `extras` holds, sparsely by position,
-    a non-default version or an error. `fingerprint` is that of the step this frame runs. `cursor`
-    and `chain` are replay positions (not stored). `encoded` is the log as it is stored, kept up
-    to date as steps are recorded, so storing a long record does not re-scan it.
+    a non-default version or an error. `fingerprint` is that of the step this frame runs. `cursor`,
+    `chain` and `chain_open` (amid a `Chain` not yet checked) are replay positions (not stored).
+    `encoded` is the log as it is stored, kept up to date as steps are recorded, so storing a long
+    record does not re-scan it.
     """
 
     __slots__ = ("name", "version", "fingerprint", "names", "prints", "values", "extras", "encoded",
-                 "pending", "cursor", "chain")
+                 "pending", "cursor", "chain", "chain_open")
 
     def __init__(self, name: str, version: str = DEFAULT_VERSION, fingerprint: str | None = None) -> None:
         self.name = name
@@ -47,6 +48,7 @@ class Frame:
         self.pending: None | str | Frame = None
         self.cursor = 0
         self.chain = ""
+        self.chain_open = False
 
     def record(self, name: str, value: Any, fingerprint: str | None = None, extras: dict[str, Any] | None = None) -> None:
         """Append a completed step, `value` in its stored form (the replay position moves past it)."""

@@ -313,3 +313,26 @@ async def test_a_session_restarted_for_a_mismatch_is_stored_fresh(tmp_path: Path
     # nothing of the abandoned run is kept: the new flow waits at its first question
     assert "Medium" not in json.dumps(state) and "5 Elm Road" not in json.dumps(state)
     assert state["frame"]["pending"]["pending"] == "<input>"
+
+
+def test_a_flow_failing_on_answers_given_to_other_questions_of_a_stored_run_restarts() -> None:
+    @dialog(name="signup")
+    def signup():
+        name = yield ask("Name?")
+        age = yield ask("Age?", parse=int)
+        yield send_message(f"{name}, {age + 1} next year")
+        yield get_client_response()
+
+    persistence = JsonPersistence()
+    chat(signup, persistence, ["hi", "Ada", "36"])
+    assert "fc" in json.dumps(stored(persistence))  # the two answers share one entry
+
+    @dialog(name="signup")
+    def swapped():
+        age = yield ask("Age?", parse=int)
+        yield send_message(f"In a year: {age + 1}")  # replayed with "Ada": TypeError amid the run
+        name = yield ask("Name?")
+        yield send_message(f"{name}, {age + 1} next year")
+        yield get_client_response()
+
+    assert said(chat(swapped, persistence, ["again"])) == [[Text("Age?")]]  # restarted, not failed

@@ -216,3 +216,14 @@ def test_a_codec_tag_cannot_be_taken_twice_or_shadow_a_builtin() -> None:
         register_codec(Opaque, "test.money", lambda o: None, lambda d: Opaque())
     with pytest.raises(ValueError, match="taken"):
         register_codec(Opaque, "tuple", lambda o: None, lambda d: Opaque())
+
+
+def test_a_session_whose_recorded_type_left_the_code_restarts(caplog: pytest.LogCaptureFixture) -> None:
+    persistence = JsonPersistence()
+    chat(lambda: keeper("enum"), persistence, ["hi"])
+    assert persistence.text is not None
+    persistence.text = persistence.text.replace(f"{__name__}:Size", f"{__name__}:RemovedSize")
+    with caplog.at_level("WARNING", "convoflow"):
+        (step,) = chat(lambda: keeper("enum"), persistence, ["back"])
+    assert not step.is_done  # started over: the value it recorded cannot be rebuilt
+    assert any("RemovedSize" in record.getMessage() for record in caplog.records)
