@@ -124,7 +124,7 @@ def produce(label: str) -> Any:
 def keeper(label: str):
     value = yield produce(label)
     seen = yield get_client_response()  # the session waits here with the value in its record
-    yield send_message(f"{seen}: {value!r}")
+    yield send_message(f"{seen}: a {type(value).__name__}")  # (a set's repr has no set order)
     return value
 
 
@@ -135,7 +135,7 @@ def test_a_recorded_value_comes_back_exactly(label: str, persistence: type) -> N
     first, second = chat(lambda: keeper(label), kept, ["hi", "back"])
     assert not first.is_done and second.is_done
     assert_exactly(second.return_value, VALUES[label])
-    assert second.messages == [f"back: {VALUES[label]!r}"]
+    assert second.messages == [f"back: a {type(VALUES[label]).__name__}"]
 
 
 @dialog(version="1.0", name="main")
