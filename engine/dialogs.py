@@ -27,6 +27,10 @@ class BaseDialog(Generic[T]):
     name: str
     version: str
 
+    def fingerprint(self) -> str | None:
+        """What the record keeps of this step besides its name and version (see DialogCall)."""
+        return None
+
 
 @dataclass(frozen=True)
 class DialogCall(BaseDialog[T]):
@@ -162,7 +166,8 @@ class dialog_result(BaseDialog[T]):  # noqa: N801 - seed API name
 class goto(BaseDialog[None]):  # noqa: N801 - reads as a statement in flows
     """Replace the running top-level dialog with `target`: the old record is dropped.
 
-    The target's arguments are stored with the session, so they must be JSON values.
+    The target's arguments are stored with the session, so they must be storable values
+    (convoflow.values).
     """
 
     target: DialogCall[Any]

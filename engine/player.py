@@ -277,7 +277,7 @@ class Play:
                         if recorded_print is None:
                             if isinstance(step, DialogCall) and (step.args or step.kwargs):
                                 break  # recorded before fingerprints: the general path checks it
-                        elif recorded_print != _fingerprint(step):
+                        elif recorded_print != step.fingerprint():
                             break  # another call than recorded: the general path says so
                         value = values[cursor]
                         if type(value) is list or type(value) is dict:
@@ -468,7 +468,7 @@ def _alone(step: BaseDialog[Any]) -> Generator[Any, Any, Any]:
 
 
 def _fingerprint(step: BaseDialog[Any]) -> str | None:
-    return step.fingerprint() if isinstance(step, DialogCall) else None
+    return step.fingerprint() if isinstance(step, BaseDialog) else None
 
 
 def _printed(name: str, fingerprint: str | Chain | None) -> str:
