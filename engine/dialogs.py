@@ -8,7 +8,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
-from convoflow.fingerprints import call_fingerprint
+from convoflow.fingerprints import FLAT, call_fingerprint, remembered
 from convoflow.renamed import current_path
 from convoflow.replay import DEFAULT_VERSION, INPUT
 from convoflow.types import StateDict
@@ -55,7 +55,14 @@ class DialogCall(BaseDialog[T]):
     def fingerprint(self) -> str | None:
         """What the record keeps of this call besides its name and version, to tell on replay
         whether the code still makes the same call there (see convoflow.fingerprints)."""
-        return call_fingerprint(self.path, self.args, self.kwargs)
+        args = self.args
+        if len(args) == 1 and not self.kwargs:  # the commonest case, inlined: replays check it often
+            kind = type(args[0])
+            if kind in FLAT:
+                found = remembered((self.path, kind, args[0]))
+                if found is not None:
+                    return found
+        return call_fingerprint(self.path, args, self.kwargs)
 
     def accepts(self, recorded: Any) -> bool:
         """Whether a result recorded without a fingerprint (before fingerprints existed) may

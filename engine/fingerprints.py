@@ -17,9 +17,11 @@ from typing import Any, Callable, Sequence
 
 _LEFT_OUT = "?"
 _SCALARS = (str, int, bool, type(None))
-_FLAT = frozenset(_SCALARS)
+FLAT = frozenset(_SCALARS)
 """Argument types whose equal values read the same in JSON (unlike 1 == True == 1.0, 0.0 == -0.0)."""
 _cache: dict[Any, str] = {}
+remembered = _cache.get
+"""A fingerprint already computed, by the key `call_fingerprint` files it under (or None)."""
 _CACHE_LIMIT = 4096
 
 
@@ -29,7 +31,7 @@ def call_fingerprint(path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     if not kwargs:  # the common cases first, looked up at a fraction of the cost
         if len(args) == 1:
             kind = type(args[0])
-            if kind in _FLAT:
+            if kind in FLAT:
                 key: Any = (path, kind, args[0])
                 found = _cache.get(key)
                 return found if found is not None else _remember(key, digest([list(args), {}]))
@@ -37,7 +39,7 @@ def call_fingerprint(path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
             return None
         else:
             types = tuple(map(type, args))
-            if _FLAT.issuperset(types):
+            if FLAT.issuperset(types):
                 key = (path, types, args)
                 found = _cache.get(key)
                 return found if found is not None else _remember(key, digest([list(args), {}]))
@@ -51,17 +53,17 @@ def ask_fingerprint(text: str, options: Sequence[Any], key: str | None) -> str:
     """An ask's fingerprint: its text and options' labels and values, or with a key the key and
     the options' answers (what a recorded answer must be one of)."""
     if not options or all(type(o.value) is str or o.value is None for o in options):
-        remembered: Any = (text, key, options)  # labels and values are str or None
-        found = _cache.get(remembered)
+        memo: Any = (ask_fingerprint, text, key, options)  # labels and values are str or None
+        found = _cache.get(memo)
         if found is not None:
             return found
     else:
-        remembered = None
+        memo = None
     if key is not None:
         basis: Any = ["key", key, [portable(o.answer) for o in options]]
     else:
         basis = ["ask", text, [[o.label, portable(o.value)] for o in options]]
-    return digest(basis) if remembered is None else _remember(remembered, digest(basis))
+    return digest(basis) if memo is None else _remember(memo, digest(basis))
 
 
 def digest(basis: Any) -> str:
