@@ -23,6 +23,7 @@ from convoflow.replay import (
     new_empty_state,
     state_from_dict,
 )
+from convoflow.values import register_codec
 from convoflow.dialogs import (
     AsyncDialog,
     AsyncGenDialog,
@@ -42,5 +43,6 @@ __all__ = [
     "Incoming", "Media", "Message", "Option", "PersistenceProvider", "ReplayMismatch", "Reply",
     "Result", "SessionKey", "StepFailed", "Text", "UnstorableValue", "ask", "dialog",
     "dialog_result", "get_client_response", "goto", "new_empty_state", "run",
-    "run_async_gen_dialog", "run_dialog", "run_gen_dialog", "send_message", "state_from_dict",
+    "register_codec", "run_async_gen_dialog", "run_dialog", "run_gen_dialog", "send_message",
+    "state_from_dict",
 ]

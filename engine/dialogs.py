@@ -8,6 +8,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
+from convoflow.fingerprints import FLAT, call_fingerprint, remembered
 from convoflow.renamed import current_path
 from convoflow.replay import DEFAULT_VERSION, INPUT
 from convoflow.types import StateDict
@@ -25,6 +26,10 @@ class BaseDialog(Generic[T]):
 
     name: str
     version: str
+
+    def fingerprint(self) -> str | None:
+        """What the record keeps of this step besides its name and version (see DialogCall)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,23 @@ class DialogCall(BaseDialog[T]):
     def spec(self) -> StateDict:
         """How to call this dialog again, for a stored goto target."""
         return {"dialog": self.path, "args": list(self.args), "kwargs": dict(self.kwargs)}
+
+    def fingerprint(self) -> str | None:
+        """What the record keeps of this call besides its name and version, to tell on replay
+        whether the code still makes the same call there (see convoflow.fingerprints)."""
+        args = self.args
+        if len(args) == 1 and not self.kwargs:  # the commonest case, inlined: replays check it often
+            kind = type(args[0])
+            if kind in FLAT:
+                found = remembered((self.path, kind, args[0]))
+                if found is not None:
+                    return found
+        return call_fingerprint(self.path, args, self.kwargs)
+
+    def accepts(self, recorded: Any) -> bool:
+        """Whether a result recorded without a fingerprint (before fingerprints existed) may
+        stand for this call's result."""
+        return True
 
 
 class Dialog(DialogCall[T]):
@@ -71,31 +93,38 @@ def dialog(version: str = DEFAULT_VERSION, name: str | None = None) -> Callable[
     of another version restart (after the fallback dialog, if one is given).
     """
 
-    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+    return functools.partial(decorate, version=version, name=name)
+
+
+def decorate(
+    func: Callable[..., Any], version: str = DEFAULT_VERSION, name: str | None = None,
+    kind: type[DialogCall[Any]] | None = None,
+) -> Callable[..., Any]:
+    """`@dialog(version, name)` on `func`; `kind` gives the call class (a subclass of the one
+    `func` calls for, checking its own steps' records, as `ask` does)."""
+    if kind is None:
         if inspect.isasyncgenfunction(func):
-            kind: type[DialogCall[Any]] = AsyncGenDialog
+            kind = AsyncGenDialog
         elif inspect.iscoroutinefunction(func):
             kind = AsyncDialog
         elif inspect.isgeneratorfunction(func):
             kind = GenDialog
         else:
             kind = Dialog
-        path = f"{func.__module__}:{func.__qualname__}"
-        step_name = name or func.__name__
+    path = f"{func.__module__}:{func.__qualname__}"
+    step_name = name or func.__name__
 
-        @functools.wraps(func)
-        def make_call(*args: Any, **kwargs: Any) -> DialogCall[Any]:
-            # The same object kind(func, args, ...) builds, at a third of the cost: a frozen
-            # dataclass sets each field through object.__setattr__, and a replay makes a call
-            # object for every subdialog step it passes.
-            call = _new(kind)
-            call.__dict__.update(func=func, args=args, kwargs=kwargs, version=version, name=step_name, path=path)
-            return call
+    @functools.wraps(func)
+    def make_call(*args: Any, **kwargs: Any) -> DialogCall[Any]:
+        # The same object kind(func, args, ...) builds, at a third of the cost: a frozen
+        # dataclass sets each field through object.__setattr__, and a replay makes a call
+        # object for every subdialog step it passes.
+        call = _new(kind)
+        call.__dict__.update(func=func, args=args, kwargs=kwargs, version=version, name=step_name, path=path)
+        return call
 
-        _registry[path] = make_call
-        return make_call
-
-    return decorator
+    _registry[path] = make_call
+    return make_call
 
 
 def resolve(spec: StateDict) -> DialogCall[Any]:
@@ -144,7 +173,8 @@ class dialog_result(BaseDialog[T]):  # noqa: N801 - seed API name
 class goto(BaseDialog[None]):  # noqa: N801 - reads as a statement in flows
     """Replace the running top-level dialog with `target`: the old record is dropped.
 
-    The target's arguments are stored with the session, so they must be JSON values.
+    The target's arguments are stored with the session, so they must be storable values
+    (convoflow.values).
     """
 
     target: DialogCall[Any]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from convoflow.buttons import ButtonRef
-from convoflow.replay import storable
+from convoflow.replay import require_json
 from convoflow.types import JSON
 
 MediaKind = Literal["image", "file"]
@@ -54,7 +54,7 @@ def as_message(value: Any) -> Message:
             if not isinstance(option, Option):
                 raise TypeError(f"Text.options holds {type(option).__name__!r}; use convoflow.Option")
             _expect_str(option.label, "Option.label")
-            storable(option.value, ("send_message",), f"Option {option.label!r}")
+            require_json(option.value, ("send_message",), f"Option {option.label!r}")  # a button carries it
         return value
     if isinstance(value, Media):
         if value.kind not in ("image", "file"):

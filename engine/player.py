@@ -24,9 +24,10 @@ from convoflow.replay import (
     Result,
     error_from_data,
     error_to_data,
-    fresh,
     storable,
 )
+from convoflow.frames import Chain, chained
+from convoflow.values import Undecodable, decode
 from convoflow.dialogs import (
     AsyncDialog,
     AsyncGenDialog,
@@ -71,12 +72,17 @@ _current: ContextVar[tuple[Play, Frame, tuple[str, ...]]] = ContextVar("convoflo
 
 
 class Play:
-    """One session's dialog in play: `await play.turn(response)` runs it up to the next wait."""
+    """One session's dialog in play: `begin(response)`, then `step_async()` (or `step_sync()`)
+    runs it up to the next wait. `key` names the session in the warning a code mismatch logs."""
 
-    def __init__(self, top: BaseDialog[Any], state: DialogState, fallback: BaseDialog[Any] | None = None):
+    def __init__(
+        self, top: BaseDialog[Any], state: DialogState, fallback: BaseDialog[Any] | None = None,
+        key: object = None,
+    ):
         self.top = top
         self.state = state
         self.fallback = fallback
+        self.key = key
         self.outbox: list[Any] = []
         self.mismatch: ReplayMismatch | None = None
         self._input: Any = None
@@ -175,7 +181,8 @@ class Play:
                     await self._play_top(self.fallback, state.fallback)
                     state.fallback = None
                     state.frame = Frame(top.name, top.version)
-                result = storable(await self._play_top(top, state.frame), (top.name,), "return")
+                result = await self._play_top(top, state.frame)
+                storable(result, (top.name,), "return")  # refused here, not later in a store
                 state.result = Result(result)
                 return result
             except _Goto as jump:
@@ -191,8 +198,8 @@ class Play:
         if self.state.call is None:
             return self.top
         try:
-            return resolve(self.state.call)
-        except LookupError as error:
+            return resolve(decode(self.state.call))
+        except LookupError as error:  # Undecodable is a LookupError too
             # The goto target is gone from the code: like any mismatch, start over.
             self.state.fallback = None
             self._restart(ReplayMismatch((), 0, str(self.state.call["dialog"]), str(error), "code"))
@@ -200,7 +207,7 @@ class Play:
 
     def _restart(self, mismatch: ReplayMismatch) -> None:
         if mismatch.reason == "code":
-            log.warning("restarting session: %s", mismatch)
+            log.warning("restarting session %s: %s", self.key if self.key is not None else "(no key)", mismatch)
         self.mismatch = mismatch
         self.outbox.clear()  # replies of the abandoned run are never delivered
         self._has_input = False
@@ -214,9 +221,21 @@ class Play:
             reason = "version" if frame.name == top.name else "code"
             raise _Restart(ReplayMismatch((), 0, f"{frame.name} {frame.version}", f"{top.name} {top.version}", reason))
         frame.cursor = 0
+        if not isinstance(top, DialogCall):  # a primitive step as the whole dialog (seed API)
+            return await self._drive(_alone(top), frame, (top.name,))
         return await self._invoke(top, frame, (top.name,))
 
     async def _invoke(self, step: BaseDialog[Any], frame: Frame, path: tuple[str, ...]) -> Any:
+        try:
+            return await self._invoke_style(step, frame, path)
+        except Exception as error:
+            if frame.chain_open:
+                # The flow failed amid a stored run whose fingerprints are checked at its end: the
+                # recorded answers went to other questions than recorded. A mismatch, not a bug.
+                raise _Restart(ReplayMismatch(path, frame.cursor, f"{frame.names[frame.cursor - 1]} (a run)", repr(error), "code")) from error
+            raise
+
+    async def _invoke_style(self, step: BaseDialog[Any], frame: Frame, path: tuple[str, ...]) -> Any:
         if isinstance(step, GenDialog):
             return await self._drive(step.func(*step.args, **step.kwargs), frame, path)
         if isinstance(step, AsyncGenDialog):
@@ -236,7 +255,7 @@ class Play:
         raise TypeError(f"{path[-2] if len(path) > 1 else 'dialog'} yielded {step!r}, which is not a step")
 
     async def _drive(self, gen: Generator[Any, Any, Any], frame: Frame, path: tuple[str, ...]) -> Any:
-        names, values, extras = frame.names, frame.values, frame.extras
+        names, prints, values, extras = frame.names, frame.prints, frame.values, frame.extras
         send = gen.send
         cursor = frame.cursor  # kept in step with frame.cursor except while replaying below
         try:
@@ -254,9 +273,17 @@ class Play:
                             or getattr(step, "version", None) != DEFAULT_VERSION
                         ):
                             break  # not a plain recorded result: the general path below decides
+                        recorded_print = prints[cursor]
+                        if recorded_print is None:
+                            if isinstance(step, DialogCall) and (step.args or step.kwargs):
+                                break  # recorded before fingerprints: the general path checks it
+                        elif recorded_print != step.fingerprint():
+                            break  # another call than recorded: the general path says so
                         value = values[cursor]
+                        if type(value) is list or type(value) is dict:
+                            value = _decoded(value, path, cursor)
                         cursor += 1
-                        step = send(fresh(value) if type(value) is list or type(value) is dict else value)
+                        step = send(value)
                     frame.cursor = cursor
                     if type(step) is send_message:
                         if cursor >= len(names) and frame.pending is None:
@@ -336,13 +363,16 @@ class Play:
             raise _Goto(step.target)
         if isinstance(step, dialog_result):
             raise TypeError(f"dialog {' > '.join(path)}: dialog_result() belongs in an async generator dialog")
+        fingerprint = _fingerprint(step)
         if isinstance(pending, Frame):
             if pending.name != step.name or pending.version != step.version:
                 reason = "version" if pending.name == step.name else "code"
                 raise _Restart(ReplayMismatch(path, cursor, f"{pending.name} {pending.version}", f"{step.name} {step.version}", reason))
+            if pending.fingerprint is not None and pending.fingerprint != fingerprint:
+                self._mismatch(path, frame, _printed(pending.name, pending.fingerprint), _printed(step.name, fingerprint))
             child = pending
         elif pending is None:
-            child = frame.pending = Frame(step.name, step.version)
+            child = frame.pending = Frame(step.name, step.version, fingerprint)
         else:
             self._mismatch(path, frame, INPUT, step.name)
         child.cursor = 0
@@ -350,11 +380,11 @@ class Play:
             value = await self._invoke(step, child, (*path, step.name))
         except Exception as error:
             frame.pending = None
-            self._record(frame, step, None, {"error": error_to_data(error)})
+            self._record(frame, step, None, fingerprint, {"error": error_to_data(error)})
             raise
         recorded = storable(value, path, step.name)
         frame.pending = None
-        self._record(frame, step, recorded, None)
+        self._record(frame, step, recorded, fingerprint, None)
         return value
 
     def _replayed(self, step: BaseDialog[Any], frame: Frame, path: tuple[str, ...]) -> Any:
@@ -367,10 +397,23 @@ class Play:
         if name != step.name or recorded_version != step.version:
             reason = "version" if name == step.name else "code"
             raise _Restart(ReplayMismatch(path, cursor, f"{name} {recorded_version}", f"{step.name} {step.version}", reason))
-        frame.cursor += 1
+        recorded_print, fingerprint = frame.prints[cursor], _fingerprint(step)
+        if type(recorded_print) is Chain:  # a stored run: its steps' fingerprints, folded
+            frame.chain = chained("" if cursor == recorded_print.start else frame.chain, fingerprint)
+            frame.chain_open = cursor < recorded_print.end
+            if not frame.chain_open and frame.chain != recorded_print.digest:
+                self._mismatch(path, frame, f"{name} (a run of {cursor - recorded_print.start + 1})", step.name)
+        elif recorded_print is not None and recorded_print != fingerprint:
+            self._mismatch(path, frame, _printed(name, recorded_print), _printed(step.name, fingerprint))
         if "error" in extras:
+            frame.cursor += 1
             raise error_from_data(extras["error"])
-        return fresh(frame.values[cursor])
+        value = frame.values[cursor]
+        if recorded_print is None and isinstance(step, DialogCall) and not step.accepts(value):
+            # recorded before fingerprints, and no answer to the question the code asks now
+            self._mismatch(path, frame, f"{name} answered {value!r:.60}", f"{step.name} not accepting it")
+        frame.cursor += 1
+        return _decoded(value, path, cursor)
 
     def _ended(self, frame: Frame, path: tuple[str, ...], value: Any) -> Any:
         """A dialog's code ended: the record must end here too."""
@@ -395,10 +438,12 @@ class Play:
         frame.record(INPUT, recorded)
         return value
 
-    def _record(self, frame: Frame, step: BaseDialog[Any], value: Any, extras: dict[str, Any] | None) -> None:
+    def _record(
+        self, frame: Frame, step: BaseDialog[Any], value: Any, fingerprint: str | None, extras: dict[str, Any] | None
+    ) -> None:
         if step.version != DEFAULT_VERSION:
             extras = {**(extras or {}), "v": step.version}
-        frame.record(step.name, value, extras)
+        frame.record(step.name, value, fingerprint, extras)
 
     # --- `run()` inside plain-function dialogs -----------------------------------------------
 
@@ -415,6 +460,27 @@ class Play:
         raise TypeError(
             f"run() cannot run {step.name!r}: it awaits asyncio work; yield it from an async dialog"
         )
+
+
+def _alone(step: BaseDialog[Any]) -> Generator[Any, Any, Any]:
+    """A primitive step given as the whole dialog plays as a generator dialog yielding just it."""
+    return (yield step)
+
+
+def _fingerprint(step: BaseDialog[Any]) -> str | None:
+    return step.fingerprint() if isinstance(step, BaseDialog) else None
+
+
+def _printed(name: str, fingerprint: str | Chain | None) -> str:
+    return name if fingerprint is None else f"{name} #{fingerprint}"
+
+
+def _decoded(value: Any, path: tuple[str, ...], position: int) -> Any:
+    """A recorded value as the flow gets it; one whose type is gone from the code is a mismatch."""
+    try:
+        return decode(value)
+    except Undecodable as error:
+        raise _Restart(ReplayMismatch(path, position, "a stored value", str(error), "code")) from None
 
 
 def run(step: BaseDialog[Any]) -> Any:

@@ -10,33 +10,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Literal, Protocol, Sequence, TypeVar
 
+from convoflow.fingerprints import ask_fingerprint
 from convoflow.messages import Option, Text
 from convoflow.player import Play
 from convoflow.replay import DialogState, new_empty_state
-from convoflow.dialogs import BaseDialog, dialog, get_client_response, send_message
+from convoflow.dialogs import BaseDialog, GenDialog, decorate, get_client_response, send_message
 
 T = TypeVar("T")
+M = TypeVar("M")
+"""The message type, as in the seed (`InMemoryPersistence[str]`); convoflow does not check it."""
+M_co = TypeVar("M_co", covariant=True)
 
 
 @dataclass
-class DialogStepDone(Generic[T]):
+class DialogStepDone(Generic[T, M]):
     return_value: T
-    messages: list[Any]
+    messages: list[M]
     is_done: Literal[True] = True
 
 
 @dataclass
-class DialogStepNotDone:
-    messages: list[Any]
+class DialogStepNotDone(Generic[M]):
+    messages: list[M]
     is_done: Literal[False] = False
     return_value: None = None
 
 
-DialogStep = DialogStepDone[Any] | DialogStepNotDone
+DialogStep = DialogStepDone[Any, Any] | DialogStepNotDone[Any]
 
 
-class PersistenceProvider(Protocol):
-    """Where the seed API keeps a dialog's state between turns."""
+class PersistenceProvider(Protocol[M_co]):
+    """Where the seed API keeps a dialog's state between turns (generic in the message type, as
+    in the seed: `class Mine(PersistenceProvider[str])`)."""
 
     def get_state(self, dialog: BaseDialog[Any]) -> DialogState: ...
 
@@ -44,7 +49,7 @@ class PersistenceProvider(Protocol):
 
 
 @dataclass
-class InMemoryPersistence:
+class InMemoryPersistence(Generic[M]):
     state: DialogState | None = None
 
     def get_state(self, dialog: BaseDialog[Any]) -> DialogState:
@@ -81,7 +86,7 @@ def _done_already(state: DialogState) -> DialogStep | None:
 
 def run_gen_dialog(
     dialog: BaseDialog[Any],
-    persistence: PersistenceProvider,
+    persistence: PersistenceProvider[Any],
     client_response: Any,
     fallback_dialog: BaseDialog[Any] | None = None,
 ) -> DialogStep:
@@ -101,7 +106,7 @@ run_dialog = run_gen_dialog
 
 async def run_async_gen_dialog(
     dialog: BaseDialog[Any],
-    persistence: PersistenceProvider,
+    persistence: PersistenceProvider[Any],
     client_response: Any,
     fallback_dialog: BaseDialog[Any] | None = None,
 ) -> DialogStep:
@@ -130,9 +135,23 @@ def _choose(answer: Any, options: Sequence[Option]) -> Any:
     raise ValueError(f"{answer!r} is not one of the options")
 
 
-@dialog(name="ask")
+class AskCall(GenDialog[Any]):
+    """An `ask`: fingerprinted by what it asks (see convoflow.fingerprints), not by its callables."""
+
+    def fingerprint(self) -> str | None:
+        question, options, _parse, _retry, key = self.args
+        return ask_fingerprint(question, options, key)
+
+    def accepts(self, recorded: Any) -> bool:
+        """An answer recorded before fingerprints stands only if it is still one of the options."""
+        _question, options, parse, _retry, _key = self.args
+        if not options or parse is not None:
+            return True  # a parsed value cannot be traced back to an option
+        return any(recorded == o.answer and type(recorded) is type(o.answer) for o in options)
+
+
 def _ask(
-    question: str, options: tuple[Option, ...], parse: Callable[[Any], Any] | None, retry: str
+    question: str, options: tuple[Option, ...], parse: Callable[[Any], Any] | None, retry: str, key: str | None
 ) -> Any:
     yield send_message(Text(question, options))
     while True:
@@ -144,16 +163,22 @@ def _ask(
             yield send_message(Text(retry, options))
 
 
+_ask_call = decorate(_ask, name="ask", kind=AskCall)
+
+
 def ask(
     text: str,
     choices: Sequence[Option | str] | None = None,
     parse: Callable[[Any], Any] | None = None,
     retry: str = "Sorry, I didn't get that. Please try again.",
+    key: str | None = None,
 ) -> BaseDialog[Any]:
     """Ask a question and return the validated answer.
 
     `choices` render as buttons; the user may press one or type its label, value or number.
-    `parse` converts the answer; a `ValueError` from it re-asks with `retry`.
+    `parse` converts the answer; a `ValueError` from it re-asks with `retry`. A recorded answer
+    replays only to the same question: same text and options, or with a stable `key` the same key
+    and option values (so rewording the question keeps sessions).
     """
     options = tuple(o if isinstance(o, Option) else Option(o) for o in choices or ())
-    return _ask(text, options, parse, retry)
+    return _ask_call(text, options, parse, retry, key)

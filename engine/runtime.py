@@ -287,7 +287,7 @@ class Engine:
             state = DialogState(top.version, top.name)
         else:
             state = state_from_dict(session.state)
-        return Play(top, state, self.fallback() if self.fallback else None)
+        return Play(top, state, self.fallback() if self.fallback else None, key=session.key)
 
     def _commit_of(
         self, session: Session, incoming: Incoming, state: dict[str, Any] | None, messages: list[Any]

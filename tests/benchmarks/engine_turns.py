@@ -257,7 +257,7 @@ def main() -> None:
     started = time.perf_counter()
     seed = measure_seed(lengths, quick)
     print(f"... {time.perf_counter() - started:.0f} s; measuring convoflow ...", flush=True)
-    ours = measure(engine, lambda state: state.to_dict(), lengths, quick, warm=True)
+    ours = measure(convoflow, lambda state: state.to_dict(), lengths, quick, warm=True)
     report(seed, ours, lengths)
 
 
