@@ -181,7 +181,8 @@ async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot
         await store.close()
 
 
-async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
+async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot, stop: asyncio.Event | None = None) -> None:
+    """Serve until a signal comes (or `stop` is set)."""
     names = list(SERVER_CHANNELS) if args.channel == "all" else [args.channel]
     listen_port = port(args, env)
     registry = CollectorRegistry()
@@ -194,7 +195,7 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot)
     except BaseException:
         await store.close()
         raise
-    await serve(channels, store, registry, args.host, listen_port, engine=engine)
+    await serve(channels, store, registry, args.host, listen_port, stop, engine=engine, on_unhandled=metrics.on_unhandled)
 
 
 async def show_sessions(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -9,13 +9,14 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Sequence
+from typing import Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from convoflow.adapters.channel import Channel
 from convoflow.adapters.host.app import Readiness, make_app
+from convoflow.adapters.webhooks import Unhandled
 from convoflow.messages import SessionKey
 from convoflow.runtime import Deliver, Engine
 from convoflow.stores.base import Store, StoreError
@@ -37,12 +38,13 @@ async def serve(
     stop: asyncio.Event | None = None,
     engine: Engine | None = None,
     sweep_seconds: float = SWEEP_SECONDS,
+    on_unhandled: Callable[[Unhandled], None] | None = None,
 ) -> None:
     """Serve until `stop` is set or a signal comes. With `engine`, its replies left waiting are
     delivered every `sweep_seconds` (and once at start, after a crash)."""
     stop = stop or asyncio.Event()
     readiness = Readiness(store)
-    runner = web.AppRunner(make_app(channels, registry, readiness), shutdown_timeout=SHUTDOWN_SECONDS)
+    runner = web.AppRunner(make_app(channels, registry, readiness, on_unhandled), shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("listening on %s:%d for %s", host, port, ", ".join(c.name for c in channels))

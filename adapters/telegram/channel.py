@@ -28,7 +28,10 @@ from telegram.warnings import PTBUserWarning
 from convoflow.adapters.telegram.options import SECRET_PATTERN, TOKEN_PATTERN, TelegramOptions
 from convoflow.adapters.telegram.render import render
 from convoflow.adapters.telegram.request import AiohttpRequest
-from convoflow.adapters.telegram.updates import BotIdentity, MalformedUpdate, Migration, parse_update, partition, translate
+from convoflow.adapters.telegram.updates import (
+    BotIdentity, MalformedUpdate, Migration, UnreadableBody, parse_update, partition, translate,
+)
+from convoflow.adapters.webhooks import Unhandled, acknowledge_unhandled, unreadable
 from convoflow.messages import Incoming, Reply, SessionKey
 from convoflow.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
 from convoflow.stores.base import StoreError
@@ -172,9 +175,10 @@ class TelegramChannel:
         try:
             update = parse_update(body, self.bot)
             await self.process(update)
-        except MalformedUpdate as error:
-            log.warning("webhook body refused: %s", error)
-            return web.Response(status=400, text=str(error))
+        except UnreadableBody as error:
+            return unreadable(self.name, str(error))
+        except MalformedUpdate as error:  # retrying cannot help: acknowledged (see adapters.webhooks)
+            return acknowledge_unhandled(Unhandled(self.name, error.reason, error.update), str(error))
         except (StoreError, TooManyConflicts) as error:
             log.warning("update not processed, Telegram will deliver it again: %s", error)
             return web.Response(status=503, text="store unavailable")
