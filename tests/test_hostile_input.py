@@ -159,9 +159,8 @@ def test_hostile_requests_to_both_webhooks_in_this_process(
                                     "--host", "127.0.0.1", "--port", str(port)])
         stop = asyncio.Event()
         server = asyncio.create_task(run_server(args, settings_for(telegram, slack), load_bot("guessbot"), stop))
-        target = Target(f"http://127.0.0.1:{port}", open_store(store_url), telegram, slack)
-        await wait_ready(target, server)
-        return target, stop, server
+        await wait_ready(f"http://127.0.0.1:{port}", server)
+        return Target(f"http://127.0.0.1:{port}", open_store(store_url, read_only=True), telegram, slack), stop, server
 
     target, stop, server = run(loop, start)
     try:
@@ -192,7 +191,7 @@ def test_hostile_requests_to_both_webhooks_of_a_real_process(loop: asyncio.Abstr
         process = ConvoflowProcess(tmp_path / "bot.log", "guessbot", "--channel", "all", "--store", store_url,
                                    settings=settings_for(telegram, slack))
         await process.start()
-        return Target(process.url, open_store(store_url), telegram, slack), process
+        return Target(process.url, open_store(store_url, read_only=True), telegram, slack), process
 
     target, process = run(loop, start)
     try:
@@ -214,15 +213,16 @@ def log_records(log: str) -> list[str]:
     return re.split(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", log)
 
 
-async def wait_ready(target: Target, server: asyncio.Task[None]) -> None:
-    for _ in range(600):
-        if server.done():
-            server.result()
-        try:
-            async with target.http.get(target.url + "/healthz?ready=1") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
+async def wait_ready(url: str, server: asyncio.Task[None]) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(1800):
+            if server.done():
+                server.result()
+            try:
+                async with http.get(url + "/healthz?ready=1") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
     raise AssertionError("the server did not become ready")

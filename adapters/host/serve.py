@@ -29,6 +29,10 @@ SWEEP_SECONDS = 30.0
 """How often waiting replies are looked for (they wait at least the Engine's handoff time first)."""
 
 
+class ListenFailed(Exception):
+    """The HTTP server could not listen on the address and port it was given."""
+
+
 async def serve(
     channels: Sequence[Channel],
     store: Store,
@@ -46,7 +50,11 @@ async def serve(
     readiness = Readiness(store)
     runner = web.AppRunner(make_app(channels, registry, readiness, on_unhandled), shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:  # the port is taken, the address is not this host's, ...
+        await runner.cleanup()
+        raise ListenFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
     log.info("listening on %s:%d for %s", host, port, ", ".join(c.name for c in channels))
     _on_signals(stop)
     started: list[Channel] = []
