@@ -6,7 +6,7 @@ import functools
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar, overload
 
 from convoflow.fingerprints import FLAT, call_fingerprint, remembered
 from convoflow.renamed import current_path
@@ -86,12 +86,19 @@ class AsyncGenDialog(DialogCall[T]):
     """An async generator function that yields steps and `dialog_result(x)` to return."""
 
 
-def dialog(version: str = DEFAULT_VERSION, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+@overload
+def dialog(version: Callable[..., Any], /) -> Callable[..., Any]: ...
+@overload
+def dialog(version: str = DEFAULT_VERSION, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+def dialog(version: Any = DEFAULT_VERSION, name: str | None = None) -> Any:
     """Turn a function into a dialog: calling it returns a `DialogCall` to yield or `run()`.
+    Written `@dialog`, `@dialog()` or `@dialog(version="2", name="signup")`.
 
     Bump `version` when a change would make recorded sessions replay differently: stored sessions
     of another version restart (after the fallback dialog, if one is given).
     """
+    if callable(version):  # `@dialog` without parentheses: the function itself
+        return dialog()(version)
 
     return functools.partial(decorate, version=version, name=name)
 

@@ -24,12 +24,13 @@ from convoflow.buttons import ButtonRef
 from convoflow.messages import Incoming, Reply, SessionKey, Text, as_message, message_from_dict, message_to_dict
 from convoflow.player import Play
 from convoflow.replay import DialogState, state_from_dict
-from convoflow.dialogs import BaseDialog
+from convoflow.dialogs import BaseDialog, resolve
 from convoflow.stores.base import SEEN_LIMIT, Conflict, Session, SessionTooLarge, Store
 
 log = logging.getLogger("convoflow.engine")
 
 Command = Literal["restart", "cancel"]
+ConversationStatus = Literal["none", "running", "outdated"]
 Deliver = Callable[[Reply], Awaitable[None]]
 """A channel's way to send one reply to its platform."""
 
@@ -212,6 +213,28 @@ class Engine:
             now = time.time()
             claimed = await self._committed_claim(session, tuple(self._mine(item, now) for item in session.outbox))
             return [] if claimed is None else await self._deliver(claimed, deliver)
+
+    async def conversation(self, key: SessionKey) -> ConversationStatus:
+        """Whether a conversation runs in a session: "none" (never started, finished or cancelled),
+        "running", or "outdated": it runs, but was stored by code whose dialog at its top (or the
+        fallback it is in) has since changed name or version, so its next update starts it over and
+        the question it waits on can no longer be answered. (A change further down is found only
+        by replaying.)"""
+        session = await self.store.load(key)
+        if session is None or session.state is None:
+            return "none"
+        state = state_from_dict(session.state)
+        if state.result is not None:
+            return "none"
+        if state.fallback is not None:
+            frame, code = state.fallback, self.fallback() if self.fallback else None
+        else:
+            frame = state.frame
+            try:
+                code = resolve(state.call) if state.call is not None else self.dialog_factory()
+            except LookupError:  # a goto target gone from the code
+                code = None
+        return "running" if code is not None and (frame.name, frame.version) == (code.name, code.version) else "outdated"
 
     async def redeliver_waiting(self, deliver_for: Callable[[SessionKey], Deliver | None], within: float = 86_400) -> int:
         """Resume this bot's sessions whose replies have waited undelivered longer than

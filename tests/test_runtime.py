@@ -371,3 +371,41 @@ async def test_only_the_most_recent_sessions_stay_in_memory() -> None:
     # three sessions, room for two: each new one evicted the oldest, which then had to replay
     assert len(notes_started) == 6
 
+
+
+# --- what a channel may ask: is a conversation running, and can its question still be answered ---
+
+
+@dialog(version="1")
+def survey_v1() -> Any:
+    yield ask("Your name?")
+    yield ask("Your colour?")
+
+
+@dialog(version="2", name="survey_v1")
+def survey_v2() -> Any:
+    yield ask("Your name?")
+
+
+@dialog()
+def apology() -> Any:
+    yield send_message("We changed; tell us anything to start over")
+    yield get_client_response()
+
+
+async def test_the_engine_says_whether_a_conversation_runs_and_still_matches_the_code() -> None:
+    store = MemoryStore()
+    old = Engine(survey_v1, store, app="survey")
+    user = User(old, SessionKey("console:ann", "survey"))
+    assert await old.conversation(user.key) == "none"
+    await user.say("hi")
+    assert await old.conversation(user.key) == "running"
+    new = Engine(survey_v2, store, apology, app="survey")
+    assert await new.conversation(user.key) == "outdated"  # its question went with version 1
+    returning = User(new, user.key)
+    returning.ids = count(10)  # ids of its own, as a new process's updates have
+    assert await returning.say("x") == ["We changed; tell us anything to start over"]
+    assert await new.conversation(user.key) == "running"  # in the fallback, which is this code's
+    assert await old.conversation(user.key) == "outdated"  # an engine without that fallback
+    await user.say("/cancel")
+    assert await new.conversation(user.key) == "none"

@@ -159,7 +159,7 @@ async def test_a_store_outage_during_authorization_asks_slack_to_redeliver(fake:
             await install(app, ACME, "code-acme")
             server.stop()
             reply = await app.send(dm("hi", team="TACME"), team="TACME")
-            assert reply.status == 500  # not acknowledged: Slack delivers it again later
+            assert reply.status == 503  # not acknowledged: Slack delivers it again later
         assert fake.called("chat.postMessage") == []
         assert await store.list_sessions() == []
     finally:

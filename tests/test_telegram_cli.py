@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -133,6 +134,56 @@ async def test_a_token_telegram_refuses_is_a_clear_error(telegram: FakeTelegram)
     assert "convoflow: error: Telegram refused the bot token\n" in stderr
     assert "revoked" not in stderr  # the token is never printed
     assert "Traceback" not in stderr and "Unclosed" not in stderr
+
+def last_line(stderr: str) -> str:
+    return stderr.rstrip("\n").rpartition("\n")[2]
+
+
+async def test_an_unreachable_bot_api_is_one_line_naming_the_setting() -> None:
+    api = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    code, _, stderr = await convoflow_command("run", "guessbot", "--channel", "telegram", "--store", "memory://",
+                                              "--port", str(free_port()), TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=api)
+    assert code == 2
+    line = last_line(stderr)
+    assert line.startswith(f"convoflow: error: cannot reach the Telegram Bot API at {api}: ")
+    assert line.endswith("(TELEGRAM_API_URL)")
+    assert "Traceback" not in stderr and "Unclosed" not in stderr and TOKEN not in stderr
+
+
+async def test_a_webhook_url_telegram_refuses_is_one_line_naming_the_setting(telegram: FakeTelegram) -> None:
+    telegram.fail("setWebhook", 400, times=None, description="Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+    args = ("run", "guessbot", "--channel", "telegram", "--store", "memory://", "--port", str(free_port()))
+    settings = dict(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=telegram.url, TELEGRAM_WEBHOOK_SECRET=SECRET,
+                    TELEGRAM_WEBHOOK_URL="http://bot.example.org/telegram/webhook")
+    code, _, stderr = await convoflow_command(*args, **settings)
+    assert code == 2
+    assert last_line(stderr) == (
+        "convoflow: error: Telegram refused the webhook URL http://bot.example.org/telegram/webhook: "
+        "Bad webhook: an https url must be provided for webhook (TELEGRAM_WEBHOOK_URL)")
+    assert "Traceback" not in stderr and "Unclosed" not in stderr
+    # --log-level debug adds where it came from
+    code, _, debug = await convoflow_command(*args, "--log-level", "debug", **settings)
+    assert code == 2 and last_line(debug) == last_line(stderr)
+    assert "Traceback (most recent call last)" in debug and "telegram.error.BadRequest" in debug
+
+
+async def test_a_port_in_use_is_one_line_naming_the_setting(telegram: FakeTelegram) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        code, _, stderr = await convoflow_command("run", "guessbot", "--channel", "telegram", "--store", "memory://",
+                                                  "--host", "127.0.0.1", "--port", str(port),
+                                                  TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=telegram.url)
+    finally:
+        taken.close()
+    assert code == 2
+    line = last_line(stderr)
+    assert line.startswith(f"convoflow: error: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in line and line.endswith("(the address is --host, the port --port or PORT)")
+    assert "Traceback" not in stderr and "Unclosed" not in stderr
+
 
 @pytest.mark.parametrize(("env", "error"), [
     ({}, "TELEGRAM_BOT_TOKEN is not set"),

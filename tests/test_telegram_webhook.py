@@ -286,18 +286,52 @@ async def test_a_secret_header_that_is_not_utf8_is_refused(guessbot: Bot) -> Non
 
 @pytest.mark.parametrize(("body", "why"), [
     (b"this is not json", "body is not JSON"),
-    (b"[1, 2]", "no integer update_id"),
-    (b'{"update_id": "7"}', "no integer update_id"),
-    (json.dumps({"update_id": 7, "message": {"message_id": 1, "date": 1700000000, "from": user(42), "text": "hi"}}).encode(),
-     "has no chat"),
-    (json.dumps({"update_id": 8, "callback_query": {"id": "1", "from": user(42), "data": "1"}}).encode(),
-     "not a valid Telegram Update"),
-    (json.dumps({"update_id": 9, "message": "hi"}).encode(), "not a valid Telegram Update"),
+    (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
 ])
-async def test_a_body_that_is_not_an_update_is_refused(guessbot: Bot, caplog: pytest.LogCaptureFixture, body: bytes, why: str) -> None:
+async def test_a_body_that_is_not_json_is_refused(guessbot: Bot, caplog: pytest.LogCaptureFixture, body: bytes, why: str) -> None:
     assert await guessbot.post(None, raw=body) == 400
     assert why in caplog.text
     assert guessbot.fake.sent() == [] and await guessbot.store.list_sessions() == []
+
+
+MISTYPED = {**message(ANN, text="5"), "update_id": 12}
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b"[1, 2]", "no integer update_id"),
+    (b'{"update_id": "7"}', "no integer update_id"),
+    (json.dumps({"update_id": 7, "message": {"message_id": 1, "date": 1700000000, "from": user(42), "text": "hi"}}).encode(),
+     "update.message.chat is missing"),
+    (json.dumps({"update_id": 8, "callback_query": {"id": "1", "from": user(42), "data": "1"}}).encode(),
+     "update.callback_query.chat_instance is missing"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "chat": {"id": None, "type": "private"}}}).encode(),
+     "update.message.chat.id is missing"),
+    (json.dumps({"update_id": 9, "message": "hi"}).encode(), "not a valid Telegram Update"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "chat": {"id": "42", "type": "private"}}}).encode(),
+     "update.message.chat.id is a string, not an integer"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "chat": {"id": -2**64, "type": "private"}}}).encode(),
+     "update.message.chat.id is out of range"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "text": float("nan")}}).encode(),
+     "update.message.text is a number, not str"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "message_thread_id": [1]}}).encode(),
+     "update.message.message_thread_id is a list, not an integer"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "from": {**user(42), "is_bot": "no"}}}).encode(),
+     "update.message.from.is_bot is a string, not bool"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "chat": {"id": True, "type": "private"}}}).encode(),
+     "update.message.chat.id is a boolean, not an integer"),
+])
+async def test_json_that_is_no_update_is_acknowledged_logged_and_counted_but_not_handled(
+    guessbot: Bot, caplog: pytest.LogCaptureFixture, body: bytes, why: str
+) -> None:
+    """Telegram retries any non-2xx, holding back the chat's later updates: a retry cannot help."""
+    assert await guessbot.post(None, raw=body) == 200
+    [warning] = [r for r in caplog.records if r.name == "convoflow.webhooks"]
+    assert warning.levelname == "WARNING" and why in warning.getMessage()
+    update = json.loads(body)
+    if isinstance(update, dict) and type(update.get("update_id")) is int:
+        assert f"telegram update {update['update_id']} not handled" in warning.getMessage()
+    assert guessbot.fake.sent() == [] and await guessbot.store.list_sessions() == []
+    assert await say(guessbot, ANN, "/start") == ["Guess a number between 1 and 10.", "Your guess?"]
 
 
 async def test_an_oversized_body_is_refused(guessbot: Bot) -> None:

@@ -66,10 +66,16 @@ class ConsoleChannel:
             print(file=self.stdout)
 
     async def _greet(self) -> None:
-        session = await self.engine.store.load(self.key)
-        if session is None or session.state is None or "result" in session.state:
+        status = await self.engine.conversation(self.key)
+        if status == "none":
             await self.engine.handle(parse_line(self.key, "/start"), self.deliver)
             return
+        if status == "outdated":  # its question went with the old code: nothing left to answer
+            print(f"(session {self.key} was left in an older version of this bot: your next message "
+                  "starts it over)", file=self.stdout, flush=True)
+            return
+        session = await self.engine.store.load(self.key)
+        assert session is not None
         print(f"(resuming session {self.key} where you left off)", file=self.stdout, flush=True)
         pending = {item["seq"] for item in session.outbox}
         for item in session.last:

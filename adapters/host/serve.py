@@ -9,13 +9,14 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Sequence
+from typing import Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from convoflow.adapters.channel import Channel
 from convoflow.adapters.host.app import Readiness, make_app
+from convoflow.adapters.webhooks import Unhandled
 from convoflow.messages import SessionKey
 from convoflow.runtime import Deliver, Engine
 from convoflow.stores.base import Store, StoreError
@@ -28,6 +29,10 @@ SWEEP_SECONDS = 30.0
 """How often waiting replies are looked for (they wait at least the Engine's handoff time first)."""
 
 
+class ListenFailed(Exception):
+    """The HTTP server could not listen on the address and port it was given."""
+
+
 async def serve(
     channels: Sequence[Channel],
     store: Store,
@@ -37,14 +42,19 @@ async def serve(
     stop: asyncio.Event | None = None,
     engine: Engine | None = None,
     sweep_seconds: float = SWEEP_SECONDS,
+    on_unhandled: Callable[[Unhandled], None] | None = None,
 ) -> None:
     """Serve until `stop` is set or a signal comes. With `engine`, its replies left waiting are
     delivered every `sweep_seconds` (and once at start, after a crash)."""
     stop = stop or asyncio.Event()
     readiness = Readiness(store)
-    runner = web.AppRunner(make_app(channels, registry, readiness), shutdown_timeout=SHUTDOWN_SECONDS)
+    runner = web.AppRunner(make_app(channels, registry, readiness, on_unhandled), shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:  # the port is taken, the address is not this host's, ...
+        await runner.cleanup()
+        raise ListenFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
     log.info("listening on %s:%d for %s", host, port, ", ".join(c.name for c in channels))
     _on_signals(stop)
     started: list[Channel] = []

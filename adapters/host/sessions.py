@@ -1,4 +1,5 @@
-"""A readable, transcript-like view of a stored session (for `convoflow sessions show`)."""
+"""Stored sessions for people: a listing (`convoflow sessions list`) and a readable,
+transcript-like view of one (`convoflow sessions show`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,26 @@ import json
 import time
 from typing import Any
 
-from convoflow.messages import message_from_dict
+from convoflow.messages import SessionKey, message_from_dict
 from convoflow.replay import INPUT, log_entries
-from convoflow.stores.base import Session
+from convoflow.stores.base import Session, Store
 
 from convoflow.adapters.console.channel import render
+
+
+NO_LIMIT = 2**62
+"""What `--limit 0` asks a store for: every session."""
+
+
+async def listing(store: Store, where: str | None, limit: int) -> list[str]:
+    """Summary lines, newest first, of at most `limit` sessions (0: no limit) in partition `where`
+    and those under it; `where` may be a whole key, PARTITION/APP, for that app's sessions only."""
+    wanted = limit or NO_LIMIT
+    if where is None or "/" not in where:
+        return [summary_line(session) for session in await store.list_sessions(where, limit=wanted)]
+    key = SessionKey.parse(where)
+    found = [s for s in await store.list_sessions(key.partition, limit=NO_LIMIT) if s.key.app == key.app]
+    return [summary_line(session) for session in found[:wanted]]
 
 
 def summary_line(session: Session) -> str:

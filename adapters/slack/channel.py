@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Coroutine
 
@@ -30,7 +31,6 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -39,18 +39,21 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from convoflow.messages import Incoming, Reply, SessionKey
 from convoflow.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
 from convoflow.stores.base import StoreError
 
-from convoflow.adapters.slack.events import Workspace, from_action, from_message
+from convoflow.adapters.slack.events import (
+    MalformedPayload, UnreadableBody, Workspace, bolt_request_for, from_action, from_message, readable, signed,
+    update_id,
+)
 from convoflow.adapters.slack.oauth import BotAuthorize
 from convoflow.adapters.sent_parts import Deliveries
 from convoflow.adapters.slack.posting import post_reply
 from convoflow.adapters.slack.render import ACTION_PATTERN, answered_blocks
+from convoflow.adapters.webhooks import Unhandled, acknowledge_unhandled, unreadable
 
 log = logging.getLogger("convoflow.slack")
 
@@ -196,19 +199,25 @@ class SlackChannel:
     # --- HTTP routes ---------------------------------------------------------------------------
 
     async def _events(self, request: web.Request) -> web.Response:
-        body = await request.text()
+        # Bolt parses before it verifies, and trusts the types it finds: the signature is checked
+        # first and the payload read here, by the status table of adapters.webhooks.
+        body = await request.read()
+        assert self.signing_secret is not None
+        if not signed(self.signing_secret, body, request.headers, time.time()):
+            return web.Response(status=401, text="invalid signature")
         try:
-            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
-            well_formed = _well_formed(bolt_request.body)
-        except (ValueError, TypeError, AttributeError, KeyError):
-            well_formed = False
-        if not well_formed:
-            # Bolt parses before it verifies: check the signature here so a forgery still gets 401.
-            assert self.signing_secret is not None
-            if not SignatureVerifier(self.signing_secret).is_valid_request(body, dict(request.headers)):
-                return web.Response(status=401, text="invalid signature")
-            return web.Response(status=400, text="malformed Slack payload")
-        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+            bolt_request = bolt_request_for(readable(body, request.content_type), request.query_string, request.headers)
+        except UnreadableBody as error:
+            return unreadable(self.name, str(error))
+        except MalformedPayload as error:
+            return acknowledge_unhandled(Unhandled(self.name, error.reason, error.update), str(error))
+        response = await self.app.async_dispatch(bolt_request)
+        if response.status == 404:  # no listener: a kind of payload this app takes no part in
+            return acknowledge_unhandled(Unhandled(self.name, "unsupported", update_id(bolt_request.body)),
+                                         f"no listener for a {str(bolt_request.body.get('type'))[:40]!r} payload")
+        if response.status >= 500:  # Bolt failed before any turn committed (the store, authorizing): again
+            return web.Response(status=503, text="not processed; deliver again", headers={"Retry-After": "1"})
+        return await to_aiohttp_response(response)
 
     async def _install(self, request: web.Request) -> web.Response:
         assert self.app.oauth_flow is not None
@@ -222,7 +231,7 @@ class SlackChannel:
 
     def _bolt_app(self) -> AsyncApp:
         bolt_log = log.getChild("bolt")
-        bolt_log.addFilter(_environment_token_notice)
+        bolt_log.addFilter(_bolt_noise)
         if self.oauth is None:
             app = AsyncApp(name="convoflow", logger=bolt_log, client=self.client,
                            signing_secret=self.signing_secret or "", process_before_response=True)
@@ -362,16 +371,11 @@ class SlackChannel:
             log.warning("could not replace the buttons of message %s in %s: %s", message["ts"], channel, reason)
 
 
-def _environment_token_notice(record: logging.LogRecord) -> bool:
-    """Drop Bolt's notice that SLACK_BOT_TOKEN in the environment is unused: it always is, as the
-    token comes in with our client."""
-    return not record.getMessage().startswith("As you gave `client` as well, `token` will be unused")
-
-
-def _well_formed(body: Any) -> bool:
-    """The shape Bolt relies on: an object whose `event` is an object and `actions` a list."""
-    return (isinstance(body, dict) and isinstance(body.get("event", {}), dict)
-            and isinstance(body.get("actions", []), list))
+def _bolt_noise(record: logging.LogRecord) -> bool:
+    """Drop Bolt's notice that SLACK_BOT_TOKEN in the environment is unused (it always is, as the
+    token comes in with our client), and its "Unhandled request" advice (`_events` logs those)."""
+    message = record.getMessage()
+    return not message.startswith(("As you gave `client` as well, `token` will be unused", "Unhandled request"))
 
 
 async def _ignore(event: dict[str, Any]) -> None:

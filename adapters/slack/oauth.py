@@ -139,8 +139,8 @@ class BotAuthorize(AsyncAuthorize):
     """An update's bot token: its workspace's bot from the installation store, checked once per
     token with auth.test (cached), rotated when the app uses token rotation.
 
-    Unlike Bolt's default, a store that fails raises (Bolt answers 500, and Slack redelivers the
-    update later) rather than reporting the workspace as not installed, which would drop it.
+    Unlike Bolt's default, a store that fails raises (the channel answers 503, and Slack redelivers
+    the update later) rather than reporting the workspace as not installed, which would drop it.
     """
 
     def __init__(self, installation_store: AsyncInstallationStore, client_id: str, client_secret: str,

@@ -27,10 +27,13 @@ from telegram.ext import AIORateLimiter, Application
 from telegram.warnings import PTBUserWarning
 
 from convoflow.adapters.sent_parts import Deliveries
-from convoflow.adapters.telegram.options import SECRET_PATTERN, TOKEN_PATTERN, TelegramOptions
+from convoflow.adapters.telegram.options import SECRET_PATTERN, TOKEN_PATTERN, StartFailed, TelegramOptions
 from convoflow.adapters.telegram.render import render
 from convoflow.adapters.telegram.request import AiohttpRequest
-from convoflow.adapters.telegram.updates import BotIdentity, MalformedUpdate, Migration, parse_update, partition, translate
+from convoflow.adapters.telegram.updates import (
+    BotIdentity, MalformedUpdate, Migration, UnreadableBody, parse_update, partition, translate,
+)
+from convoflow.adapters.webhooks import Unhandled, acknowledge_unhandled, unreadable
 from convoflow.messages import Incoming, Reply, SessionKey
 from convoflow.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
 from convoflow.stores.base import StoreError
@@ -79,7 +82,7 @@ class TelegramChannel:
         self.webhook_url = webhook_url or None
         self.webhook_secret = (webhook_secret or "").encode()
         self.identity = BotIdentity(int(token.partition(":")[0]), "")
-        root = (api_url or DEFAULT_API_URL).rstrip("/").removesuffix("/bot")
+        root = self.api_root = (api_url or DEFAULT_API_URL).rstrip("/").removesuffix("/bot")
         self._requests = [AiohttpRequest(options.connection_limit)]
         builder = (
             Application.builder()
@@ -118,6 +121,9 @@ class TelegramChannel:
         except InvalidToken:  # its message quotes the token: not repeated here
             await self._close_requests()
             raise ValueError("Telegram refused the bot token") from None
+        except NetworkError as error:
+            await self._close_requests()
+            raise StartFailed(f"cannot reach the Telegram Bot API at {self.api_root}: {error}", "api_url") from error
         except BaseException:
             await self._close_requests()
             raise
@@ -126,7 +132,12 @@ class TelegramChannel:
         allowed = ["message", "callback_query", *(["edited_message"] if self.options.edited_messages else [])]
         try:
             if self.webhook_url:
-                await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret.decode(), allowed_updates=allowed)
+                try:
+                    await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret.decode(),
+                                               allowed_updates=allowed)
+                except BadRequest as error:  # e.g. http://, a port Telegram does not post to
+                    raise StartFailed(f"Telegram refused the webhook URL {self.webhook_url}: {error.message}",
+                                      "webhook_url") from error
                 log.info("webhook set for @%s", self.identity.username)
                 return
             updater = self.application.updater
@@ -175,9 +186,10 @@ class TelegramChannel:
         try:
             update = parse_update(body, self.bot)
             await self.process(update)
-        except MalformedUpdate as error:
-            log.warning("webhook body refused: %s", error)
-            return web.Response(status=400, text=str(error))
+        except UnreadableBody as error:
+            return unreadable(self.name, str(error))
+        except MalformedUpdate as error:  # retrying cannot help: acknowledged (see adapters.webhooks)
+            return acknowledge_unhandled(Unhandled(self.name, error.reason, error.update), str(error))
         except (StoreError, TooManyConflicts) as error:
             log.warning("update not processed, Telegram will deliver it again: %s", error)
             return web.Response(status=503, text="store unavailable")

@@ -22,6 +22,15 @@ BOT_OPTIONS_NAME = "telegram_options"
 """The module-level name under which a bot module sets its TelegramOptions."""
 
 
+class StartFailed(Exception):
+    """The channel could not start, for a reason one of its settings can fix: `setting` names the
+    TelegramChannel argument (`api_url`, `webhook_url`)."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
 @dataclass(frozen=True)
 class TelegramOptions:
     edited_messages: bool = False
