@@ -225,7 +225,6 @@ class DialogState:
         self.call: StateDict | None = None
         self.result: Result[Any] | None = None
         self.fallback: Frame | None = None
-        self.live: Any = None  # the suspended run of this very object (not stored)
 
     @property
     def name(self) -> str:

@@ -11,7 +11,8 @@ import pytest
 from convoflow.adapters.console.channel import ConsoleChannel, render
 from convoflow.adapters.host.loader import load_bot
 from convoflow.messages import Media, Option, Text
-from convoflow.runtime import Engine
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore, Store
 
 
@@ -19,7 +20,7 @@ async def chat(bot_spec: str, lines: str, store: Store | None = None, session: s
     bot = load_bot(bot_spec)
     engine = Engine(bot.dialog, store or MemoryStore(), bot.fallback, app=bot.app)
     out = io.StringIO()
-    await ConsoleChannel(engine, session=session, stdin=io.StringIO(lines), stdout=out).run()
+    await ConsoleChannel(TurnRunner(engine), session=session, stdin=io.StringIO(lines), stdout=out).run()
     return out.getvalue()
 
 

@@ -7,7 +7,8 @@ import asyncio
 from typing import Any
 
 from convoflow import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
-from convoflow.runtime import DeliveryFailed, Engine
+from convoflow.delivery import DeliveryFailed
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore, Store
 
 KEY = SessionKey("test:1", "echo")

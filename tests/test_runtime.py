@@ -22,7 +22,8 @@ from convoflow import (
     get_client_response,
     send_message,
 )
-from convoflow.runtime import DeliveryFailed, Engine, TurnOutcome, Undeliverable
+from convoflow.delivery import DeliveryFailed, Undeliverable
+from convoflow.turns import Engine, TurnOutcome
 from convoflow.stores import MemoryStore, Session
 from tests.support.flows import SCRIPTS
 

@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry
 from convoflow.adapters.host.serve import serve
 from convoflow.adapters.slack.channel import SlackChannel
 from convoflow import Media, Option, Text, ask, dialog, send_message
-from convoflow.messages import Incoming, SessionKey
-from convoflow.runtime import Engine
+from convoflow.messages import Incoming, Reply, SessionKey
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore, Session
 from convoflow.stores.sqlite import SQLiteStore
 from tests.support.fake_slack import FakeSlack
@@ -396,12 +397,12 @@ async def test_stop_gives_up_on_turns_that_outlast_the_drain_time(
     release = asyncio.Event()  # never set: the turn would wait forever
     store = MemoryStore()
     started = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="convoflow.slack"):
+    with caplog.at_level(logging.WARNING, logger="convoflow.runner"):
         async with running_slack(Engine(slow_bot, store, app="slow"), fake, drain_seconds=0.3, ack_seconds=0.1) as app:
             assert (await app.send(dm("go"))).status == 503
             await asyncio.sleep(0.1)
     assert time.perf_counter() - started < 5
-    assert any("cancelling 1 Slack turns" in r.getMessage() for r in caplog.records)
+    assert any("cancelling 1 turns still running" in r.getMessage() for r in caplog.records)
     assert fake.posts() == [] and await store.list_sessions() == []  # nothing half-done was committed
 
 
@@ -466,11 +467,14 @@ class EchoChannel:
     async def stop(self) -> None:
         pass
 
+    async def send(self, reply: Reply) -> None:
+        raise AssertionError("its replies go out in its responses")
+
 
 async def test_slack_serves_beside_another_channel_on_one_server_engine_and_store(fake: FakeSlack, tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "sessions.db")
     engine = bot_engine("bots/signup.py", store)
-    slack = SlackChannel(engine, signing_secret=SIGNING_SECRET, bot_token="xoxb-fake-T111", api_url=fake.api_url)
+    slack = SlackChannel(TurnRunner(engine), signing_secret=SIGNING_SECRET, bot_token="xoxb-fake-T111", api_url=fake.api_url)
     port, stop = free_port(), asyncio.Event()
     server = asyncio.create_task(serve([slack, EchoChannel(engine)], store, CollectorRegistry(), "127.0.0.1", port, stop))
     base = f"http://127.0.0.1:{port}"

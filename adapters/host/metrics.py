@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from convoflow.messages import SessionKey
-from convoflow.runtime import TurnOutcome
+from convoflow.turns import TurnOutcome
 from convoflow.stores.base import Session, Store
 
 FAILURES = ("failed", "store_error", "undelivered", "conflicted")

@@ -56,8 +56,8 @@ async def serve_convoflow(store_url: str, port: int, api_url: str) -> None:
     from convoflow.adapters.host.metrics import MeteredStore, Metrics
     from convoflow.adapters.host.serve import serve
     from convoflow.adapters.telegram.channel import TelegramChannel
-    from convoflow.adapters.telegram.options import TelegramOptions
-    from convoflow.runtime import Engine
+    from convoflow.adapters.telegram import TelegramOptions
+    from convoflow.turns import Engine
     from convoflow.stores import open_store
 
     logging.basicConfig(level=logging.WARNING)
