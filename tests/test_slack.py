@@ -21,7 +21,9 @@ from convoflow import Media, Option, Text, ask, dialog, send_message
 from convoflow.messages import Incoming, Reply, SessionKey
 from convoflow.turn_runner import TurnRunner
 from convoflow.turns import Engine
-from convoflow.stores import MemoryStore, Session
+from convoflow.adapters.host.loader import load_bot
+from convoflow.stores import MemoryStore, Session, StoreError
+from convoflow.stores.base import Conflict
 from convoflow.stores.sqlite import SQLiteStore
 from tests.support.fake_slack import FakeSlack
 from tests.support.slack_harness import SlackApp, bot_engine, play_guessbot, running_slack
@@ -375,6 +377,57 @@ async def test_a_turn_not_committed_in_time_is_answered_503_and_its_retry_acknow
         assert retry.status == 200  # the first attempt has committed by now
         await asyncio.sleep(0.1)
     assert texts(fake.posts()) == ["looked up", "More?"]  # processed once
+
+
+class FailingStore(MemoryStore):
+    """A store that fails fast when switched off (a database refusing connections), or whose
+    every commit loses to another writer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.conflicting = False
+
+    async def load(self, key: SessionKey) -> Session | None:
+        if self.down:
+            raise StoreError("database unreachable")
+        return await super().load(key)
+
+    async def commit(self, session: Session) -> None:
+        if self.down:
+            raise StoreError("database unreachable")
+        if self.conflicting:
+            raise Conflict(session.key, session.revision - 1)
+        await super().commit(session)
+
+
+async def test_an_update_whose_turn_did_not_commit_is_never_acknowledged(fake: FakeSlack) -> None:
+    store = FailingStore()
+    async with running_slack(Engine(load_bot("bots/signup.py").dialog, store, app="signup", max_conflicts=3), fake) as app:
+        root = next_ts()
+        await app.send(mention("sign me up", ts=root))
+        assert texts(await fake.next_posts("C111", 2)) == ["Welcome! Let's get you signed up.", "What's your name?"]
+
+        store.down = True
+        in_thread, direct = channel_message("Bea", thread_ts=root), dm("hello")
+        assert (await app.send(in_thread, event_id="EvThread")).status == 503  # whether it is ours is unknown
+        assert (await app.send(direct, event_id="EvDM")).status == 503
+        store.down = False
+        store.conflicting = True
+        assert (await app.send(in_thread, event_id="EvThread", retry=1)).status == 503  # other writers keep winning
+        assert (await app.send(direct, event_id="EvDM", retry=1)).status == 503
+        store.conflicting = False
+
+        # Slack's next retries go through: nothing was lost.
+        assert (await app.send(in_thread, event_id="EvThread", retry=2)).status == 200
+        assert texts(await fake.next_posts("C111", 1)) == ["Nice to meet you, Bea. How old are you?"]
+        assert (await app.send(direct, event_id="EvDM", retry=2)).status == 200
+        assert texts(await fake.next_posts("D111", 2)) == ["Welcome! Let's get you signed up.", "What's your name?"]
+
+        # Left alone by design (no conversation in that thread): acknowledged, nothing stored.
+        other_thread = next_ts()
+        assert (await app.send(channel_message("lunch?", thread_ts=other_thread))).status == 200
+        assert await store.load(SessionKey(f"slack:-:T111:C111:{other_thread}", "signup")) is None
 
 
 async def test_stop_finishes_turns_in_flight(fake: FakeSlack) -> None:
