@@ -201,10 +201,6 @@ class TelegramChannel:
         await self.runner.drain()
         await self.application.shutdown()
 
-    async def send(self, reply: Reply) -> None:
-        for call in render(reply):
-            await self._send(call.method, call.kwargs)
-
     # --- updates ------------------------------------------------------------------------------
 
     async def _webhook(self, request: web.Request) -> web.Response:
@@ -268,6 +264,11 @@ class TelegramChannel:
         log.info("chat %s became %s: %d sessions moved", migration.old_chat, migration.new_chat, moved)
 
     # --- replies ------------------------------------------------------------------------------
+
+    async def send(self, reply: Reply) -> None:
+        """A reply, in the chat (and topic) its address names, as the calls `render` makes of it."""
+        for call in render(reply):
+            await self._send(call.method, call.kwargs)
 
     async def _send(self, method: str, kwargs: dict[str, Any]) -> None:
         attempt = 0
