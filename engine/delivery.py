@@ -57,6 +57,10 @@ class _Lane:
     through: int = 0
     """The highest seq this process has delivered (or dropped) in the session: a copy of the
     session loaded before that was recorded may still list it."""
+    marks: dict[int, int] = field(default_factory=dict)
+    """Revisions this process's marks moved the session on from, and the seq each marked through."""
+    marking: asyncio.Future[None] | None = None
+    """Done when the mark under way has landed (or failed)."""
 
 
 def reply_of(key: SessionKey, item: dict[str, Any]) -> Reply:
@@ -100,6 +104,17 @@ class Delivery:
         """The session's delivery lane, held."""
         async with self.in_use(key) as lane, lane.lock:
             yield lane
+
+    async def caught_up(self, session: Session) -> Session:
+        """`session` as this worker's own marks have moved it on since it was loaded (replies
+        marked delivered, the revision one up each time; a mark under way is waited for), so that a
+        turn committing on it does not conflict with its own earlier delivery."""
+        lane = self._lanes.get(session.key)
+        if lane is not None and lane.marking is not None:
+            await asyncio.shield(lane.marking)
+        while lane is not None and session.revision in lane.marks:
+            session = replace(_after(session, lane.marks[session.revision]), revision=session.revision + 1)
+        return session
 
     async def deliver(self, session: Session, deliver: Deliver | None, everything: bool = False) -> list[Reply]:
         """Deliver, in order, the replies of the session's outbox that are this worker's, or with
@@ -215,8 +230,14 @@ class Delivery:
             delivered.append(reply)
             through = lane.through = reply.seq
         if through:
-            if await self.store.mark_delivered(session.key, session.revision, through):
-                self.plays.advance(session.key, session.revision, session.revision + 1)
+            lane.marking = marking = asyncio.get_running_loop().create_future()
+            try:
+                if await self.store.mark_delivered(session.key, session.revision, through):
+                    self.plays.advance(session.key, session.revision, session.revision + 1)
+                    lane.marks[session.revision] = through
+            finally:
+                lane.marking = None
+                marking.set_result(None)
         if failure is not None:
             pending = sum(1 for item in session.outbox if item["seq"] > through)
             raise DeliveryFailed(session.key, failure, pending) from failure

@@ -254,6 +254,7 @@ class Engine:
 
     async def _commit(self, session: Session, incoming: Incoming, played: _Played) -> Session:
         """Commit the turn played on `session`; returns what was committed."""
+        session = await self.delivery.caught_up(session)  # an earlier reply of it marked delivered meanwhile
         committed = self._commit_of(session, incoming, played.state, played.messages)
         try:
             await self.store.commit(committed)
