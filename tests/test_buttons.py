@@ -6,7 +6,7 @@ import pytest
 
 from convoflow import Incoming, Option, Reply, SessionKey, Text, ask, dialog, send_message
 from convoflow.buttons import ButtonRef, decode_button, encode_button
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore
 
 KEY = SessionKey("test:1", "buttons")

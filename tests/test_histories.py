@@ -32,7 +32,7 @@ from convoflow.frames import log_entries
 from convoflow import BaseDialog, ask, dialog, send_message
 from convoflow.messages import message_to_dict
 from convoflow.renamed import current_path
-from convoflow.runtime import Engine, TurnOutcome
+from convoflow.turns import Engine, TurnOutcome
 from convoflow.stores import MemoryStore, Session
 from tests.histories.record import SCRIPTS, incoming_from
 

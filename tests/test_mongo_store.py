@@ -24,7 +24,7 @@ from pymongo import AsyncMongoClient, monitoring
 
 from convoflow import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
 from convoflow.replay import INPUT, log_entries
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.stores import Conflict, Session, StoreError, open_store
 from convoflow.stores.mongo import (
     BSON_LIMIT,
@@ -497,7 +497,7 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
 BOT = """
 import asyncio, json, os, signal, sys
 from convoflow import Incoming, SessionKey, dialog, get_client_response, send_message
-from convoflow.runtime import Engine, TooManyConflicts
+from convoflow.turns import Engine, TooManyConflicts
 from convoflow.stores import open_store
 
 @dialog(version="1")

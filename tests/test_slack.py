@@ -21,9 +21,12 @@ from prometheus_client import CollectorRegistry
 from convoflow.adapters.host.serve import serve
 from convoflow.adapters.slack.channel import SlackChannel
 from convoflow import Media, Option, Text, ask, dialog, send_message
-from convoflow.messages import Incoming, SessionKey
-from convoflow.runtime import Engine
-from convoflow.stores import MemoryStore, Session
+from convoflow.messages import Incoming, Reply, SessionKey
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
+from convoflow.adapters.host.loader import load_bot
+from convoflow.stores import MemoryStore, Session, StoreError
+from convoflow.stores.base import Conflict
 from convoflow.stores.sqlite import SQLiteStore
 from tests.support.fake_slack import FakeSlack
 from tests.support.slack_harness import SlackApp, bot_engine, play_guessbot, running_slack
@@ -472,6 +475,57 @@ async def test_a_turn_not_committed_in_time_is_answered_503_and_its_retry_acknow
     assert texts(fake.posts()) == ["looked up", "More?"]  # processed once
 
 
+class FailingStore(MemoryStore):
+    """A store that fails fast when switched off (a database refusing connections), or whose
+    every commit loses to another writer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.conflicting = False
+
+    async def load(self, key: SessionKey) -> Session | None:
+        if self.down:
+            raise StoreError("database unreachable")
+        return await super().load(key)
+
+    async def commit(self, session: Session) -> None:
+        if self.down:
+            raise StoreError("database unreachable")
+        if self.conflicting:
+            raise Conflict(session.key, session.revision - 1)
+        await super().commit(session)
+
+
+async def test_an_update_whose_turn_did_not_commit_is_never_acknowledged(fake: FakeSlack) -> None:
+    store = FailingStore()
+    async with running_slack(Engine(load_bot("bots/signup.py").dialog, store, app="signup", max_conflicts=3), fake) as app:
+        root = next_ts()
+        await app.send(mention("sign me up", ts=root))
+        assert texts(await fake.next_posts("C111", 2)) == ["Welcome! Let's get you signed up.", "What's your name?"]
+
+        store.down = True
+        in_thread, direct = channel_message("Bea", thread_ts=root), dm("hello")
+        assert (await app.send(in_thread, event_id="EvThread")).status == 503  # whether it is ours is unknown
+        assert (await app.send(direct, event_id="EvDM")).status == 503
+        store.down = False
+        store.conflicting = True
+        assert (await app.send(in_thread, event_id="EvThread", retry=1)).status == 503  # other writers keep winning
+        assert (await app.send(direct, event_id="EvDM", retry=1)).status == 503
+        store.conflicting = False
+
+        # Slack's next retries go through: nothing was lost.
+        assert (await app.send(in_thread, event_id="EvThread", retry=2)).status == 200
+        assert texts(await fake.next_posts("C111", 1)) == ["Nice to meet you, Bea. How old are you?"]
+        assert (await app.send(direct, event_id="EvDM", retry=2)).status == 200
+        assert texts(await fake.next_posts("D111", 2)) == ["Welcome! Let's get you signed up.", "What's your name?"]
+
+        # Left alone by design (no conversation in that thread): acknowledged, nothing stored.
+        other_thread = next_ts()
+        assert (await app.send(channel_message("lunch?", thread_ts=other_thread))).status == 200
+        assert await store.load(SessionKey(f"slack:-:T111:C111:{other_thread}", "signup")) is None
+
+
 async def test_stop_finishes_turns_in_flight(fake: FakeSlack) -> None:
     global release
     release = asyncio.Event()
@@ -492,12 +546,12 @@ async def test_stop_gives_up_on_turns_that_outlast_the_drain_time(
     release = asyncio.Event()  # never set: the turn would wait forever
     store = MemoryStore()
     started = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="convoflow.slack"):
+    with caplog.at_level(logging.WARNING, logger="convoflow.runner"):
         async with running_slack(Engine(slow_bot, store, app="slow"), fake, drain_seconds=0.3, ack_seconds=0.1) as app:
             assert (await app.send(dm("go"))).status == 503
             await asyncio.sleep(0.1)
     assert time.perf_counter() - started < 5
-    assert any("cancelling 1 Slack turns" in r.getMessage() for r in caplog.records)
+    assert any("cancelling 1 turns still running" in r.getMessage() for r in caplog.records)
     assert fake.posts() == [] and await store.list_sessions() == []  # nothing half-done was committed
 
 
@@ -562,11 +616,14 @@ class EchoChannel:
     async def stop(self) -> None:
         pass
 
+    async def send(self, reply: Reply) -> None:
+        raise AssertionError("its replies go out in its responses")
+
 
 async def test_slack_serves_beside_another_channel_on_one_server_engine_and_store(fake: FakeSlack, tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "sessions.db")
     engine = bot_engine("bots/signup.py", store)
-    slack = SlackChannel(engine, signing_secret=SIGNING_SECRET, bot_token="xoxb-fake-T111", api_url=fake.api_url)
+    slack = SlackChannel(TurnRunner(engine), signing_secret=SIGNING_SECRET, bot_token="xoxb-fake-T111", api_url=fake.api_url)
     port, stop = free_port(), asyncio.Event()
     server = asyncio.create_task(serve([slack, EchoChannel(engine)], store, CollectorRegistry(), "127.0.0.1", port, stop))
     base = f"http://127.0.0.1:{port}"

@@ -15,8 +15,9 @@ import pytest
 from convoflow.adapters.host.cli import SERVER_CHANNELS
 from convoflow.adapters.host.loader import load_bot
 from convoflow.adapters.telegram.channel import SECRET_HEADER, TelegramChannel
-from convoflow.runtime import Engine
-from convoflow.stores import MemoryStore
+from convoflow.stores import MemoryStore, Store
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
 from tests.support.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
 from tests.support.convoflow_process import ConvoflowProcess, convoflow_command
 from tests.support.mongo_server import free_port
@@ -203,9 +204,13 @@ async def test_settings_are_checked_with_a_clear_error(env: dict[str, str], erro
     assert error in stderr and "Traceback" not in stderr
 
 
+def runner(dialog: Callable[..., Any], store: Store) -> TurnRunner:
+    return TurnRunner(Engine(dialog, store))
+
+
 def test_a_bot_module_opts_into_edited_messages(tmp_path: Path) -> None:
     (tmp_path / "editbot.py").write_text(
-        "from convoflow.adapters.telegram.options import TelegramOptions\n"
+        "from convoflow.adapters.telegram import TelegramOptions\n"
         "from convoflow import dialog, get_client_response\n"
         "telegram_options = TelegramOptions(edited_messages=True)\n"
         "@dialog()\n"
@@ -213,15 +218,15 @@ def test_a_bot_module_opts_into_edited_messages(tmp_path: Path) -> None:
         "    yield get_client_response()\n"
     )
     bot = load_bot(str(tmp_path / "editbot.py"))
-    channel = SERVER_CHANNELS["telegram"](Engine(bot.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
+    channel = SERVER_CHANNELS["telegram"](runner(bot.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     assert isinstance(channel, TelegramChannel) and channel.options.edited_messages
     (tmp_path / "dictbot.py").write_text((tmp_path / "editbot.py").read_text().replace(
         "TelegramOptions(edited_messages=True)", "{'edited_messages': True}"))
     wrong = load_bot(str(tmp_path / "dictbot.py"))
     with pytest.raises(ValueError, match="dictbot.telegram_options must be a TelegramOptions, not dict"):
-        SERVER_CHANNELS["telegram"](Engine(wrong.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
+        SERVER_CHANNELS["telegram"](runner(wrong.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     plain = load_bot("bots/guessbot.py")
-    channel = SERVER_CHANNELS["telegram"](Engine(plain.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
+    channel = SERVER_CHANNELS["telegram"](runner(plain.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     assert isinstance(channel, TelegramChannel) and not channel.options.edited_messages
 
 
@@ -232,4 +237,4 @@ def test_a_bot_module_opts_into_edited_messages(tmp_path: Path) -> None:
 ])
 def test_the_channel_checks_its_arguments_too(arguments: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
-        TelegramChannel(Engine(load_bot("bots/guessbot.py").dialog, MemoryStore()), **{"token": TOKEN, **arguments})
+        TelegramChannel(runner(load_bot("bots/guessbot.py").dialog, MemoryStore()), **{"token": TOKEN, **arguments})

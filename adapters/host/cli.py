@@ -15,17 +15,17 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 
 from convoflow.messages import SessionKey
-from convoflow.runtime import Engine
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
 from convoflow.stores import Store, StoreError, open_store
 
-from convoflow.adapters.channel import Channel
+from convoflow.adapters.channel import Channel, StartFailed
 from convoflow.adapters.console.channel import ConsoleChannel
 from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
 from convoflow.adapters.host.logs import LogFormat, setup_logging
 from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics
 from convoflow.adapters.host.serve import ListenFailed, serve
 from convoflow.adapters.host.sessions import describe, listing
-from convoflow.adapters.telegram.options import StartFailed
 
 DEFAULT_STORE = "sqlite:///convoflow.db"
 DEFAULT_PORT = 8080
@@ -36,19 +36,18 @@ SECRET_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "SLACK_BOT_T
 TELEGRAM_SETTINGS = {"api_url": "TELEGRAM_API_URL", "webhook_url": "TELEGRAM_WEBHOOK_URL"}
 """The setting behind each TelegramChannel argument a start-up failure may name."""
 
-ChannelBuilder = Callable[[Engine, Store, Mapping[str, str]], Channel]
-"""Builds a channel from the engine, the opened store (unwrapped, so a channel may keep its own
-records in the same database) and the environment."""
+ChannelBuilder = Callable[[TurnRunner, Store, Mapping[str, str]], Channel]
+"""Builds a channel from the turn runner (and through it the engine), the opened store (unwrapped,
+so a channel may keep its own records in the same database) and the environment."""
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it."""
 
 
-def telegram_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Channel:
+def telegram_channel(runner: TurnRunner, store: Store, env: Mapping[str, str]) -> Channel:
     """Webhook mode when TELEGRAM_WEBHOOK_URL is set (with TELEGRAM_WEBHOOK_SECRET), else polling."""
-    from convoflow.adapters.telegram.channel import TelegramChannel
-    from convoflow.adapters.telegram.options import SECRET_PATTERN, TOKEN_PATTERN, bot_options
+    from convoflow.adapters.telegram.channel import SECRET_PATTERN, TOKEN_PATTERN, TelegramChannel, bot_options
 
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     secret = env.get("TELEGRAM_WEBHOOK_SECRET", "").strip() or None
@@ -65,16 +64,17 @@ def telegram_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Ch
     for name, value in (("TELEGRAM_WEBHOOK_URL", url), ("TELEGRAM_API_URL", api_url)):
         if value and not (urlsplit(value).scheme in ("https", "http") and urlsplit(value).hostname):
             raise ConfigError(f"{name}={value!r} is not an http(s) URL")
-    return TelegramChannel(engine, token, webhook_secret=secret, webhook_url=url, api_url=api_url,
-                           options=bot_options(engine.dialog_factory))
+    return TelegramChannel(runner, token, webhook_secret=secret, webhook_url=url, api_url=api_url,
+                           options=bot_options(runner.engine.dialog_factory))
 
 
-def slack_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Channel:
+def slack_channel(runner: TurnRunner, store: Store, env: Mapping[str, str]) -> Channel:
     """One workspace with SLACK_BOT_TOKEN, or OAuth installs with SLACK_CLIENT_ID/SECRET (kept in
     the store's database); the Events API over HTTP with SLACK_SIGNING_SECRET, Socket Mode with
     SLACK_APP_TOKEN."""
-    from convoflow.adapters.slack.channel import DEFAULT_SCOPES, SlackChannel, SlackOAuth
-    from convoflow.adapters.slack.oauth import oauth_stores
+    from convoflow.adapters.slack.channel import SlackChannel
+    from convoflow.adapters.slack.installs import oauth_stores
+    from convoflow.adapters.slack.oauth import DEFAULT_SCOPES, SlackOAuth
 
     bot_token = env.get("SLACK_BOT_TOKEN", "").strip()
     signing_secret = env.get("SLACK_SIGNING_SECRET", "").strip()
@@ -108,7 +108,7 @@ def slack_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Chann
         except ValueError as error:
             raise ConfigError(f"SLACK_CLIENT_ID is set: {error}") from None
         oauth = SlackOAuth(client_id, client_secret, installs, states, scopes, redirect_uri or None)
-    return SlackChannel(engine, signing_secret=signing_secret or None, bot_token=bot_token or None,
+    return SlackChannel(runner, signing_secret=signing_secret or None, bot_token=bot_token or None,
                         app_token=app_token or None, api_url=api_url or None, oauth=oauth)
 
 
@@ -209,7 +209,7 @@ async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot
     store = configured_store(args, env)
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app)
-        await ConsoleChannel(engine, session=args.session).run()
+        await ConsoleChannel(TurnRunner(engine), session=args.session).run()
     finally:
         await store.close()
 
@@ -224,7 +224,8 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot,
     store = MeteredStore(opened, metrics)
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=metrics.on_turn)
-        channels = [SERVER_CHANNELS[name](engine, opened, env) for name in names]
+        runner = TurnRunner(engine)
+        channels = [SERVER_CHANNELS[name](runner, opened, env) for name in names]
         registry.register(ChannelDeliveries(channels))
     except BaseException:
         await store.close()

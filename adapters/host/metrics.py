@@ -16,7 +16,7 @@ from convoflow.adapters.sent_parts import Deliveries
 
 from convoflow.adapters.webhooks import Unhandled
 from convoflow.messages import SessionKey
-from convoflow.runtime import TurnOutcome
+from convoflow.turns import TurnOutcome
 from convoflow.stores.base import Session, Store
 
 FAILURES = ("failed", "store_error", "undelivered", "conflicted")

@@ -14,12 +14,12 @@ from typing import Callable, Sequence
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from convoflow.adapters.channel import Channel
+from convoflow.adapters.channel import Channel, router
 from convoflow.adapters.host.app import Readiness, make_app
 from convoflow.adapters.webhooks import Unhandled
-from convoflow.messages import SessionKey
-from convoflow.runtime import Deliver, Engine
+from convoflow.delivery import Route
 from convoflow.stores.base import Store, StoreError
+from convoflow.turns import Engine
 
 log = logging.getLogger("convoflow.server")
 
@@ -45,7 +45,8 @@ async def serve(
     on_unhandled: Callable[[Unhandled], None] | None = None,
 ) -> None:
     """Serve until `stop` is set or a signal comes. With `engine`, its replies left waiting are
-    delivered every `sweep_seconds` (and once at start, after a crash)."""
+    delivered every `sweep_seconds` (and once at start, after a crash), each through the channel
+    its address names."""
     stop = stop or asyncio.Event()
     readiness = Readiness(store)
     runner = web.AppRunner(make_app(channels, registry, readiness, on_unhandled), shutdown_timeout=SHUTDOWN_SECONDS)
@@ -65,7 +66,7 @@ async def serve(
             started.append(channel)
         readiness.started = True
         if engine is not None:
-            sweeper = asyncio.create_task(_sweep(engine, started, sweep_seconds), name="outbox-sweep")
+            sweeper = asyncio.create_task(_sweep(engine, router(started), sweep_seconds), name="outbox-sweep")
         await stop.wait()
         log.info("shutting down: no new updates; finishing turns in flight")
     finally:
@@ -73,8 +74,8 @@ async def serve(
         if sweeper is not None:
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
-        # Webhook turns run inside requests: stop listening and let those finish first, then
-        # stop the channels (polling, sockets, acknowledged turns still running), then the store.
+        # Stop listening and let the requests in flight be answered first, then stop the channels
+        # (polling, sockets; each lets the turns in flight finish delivering), then the store.
         await runner.cleanup()
         for channel in reversed(started):
             await channel.stop()
@@ -82,16 +83,10 @@ async def serve(
         log.info("stopped")
 
 
-async def _sweep(engine: Engine, channels: Sequence[Channel], every: float) -> None:
-    by_name = {channel.name: channel for channel in channels}
-
-    def deliverer(key: SessionKey) -> Deliver | None:
-        channel = by_name.get(key.partition.partition(":")[0])
-        return None if channel is None else channel.deliverer(key)
-
+async def _sweep(engine: Engine, route: Route, every: float) -> None:
     while True:
         try:
-            await engine.redeliver_waiting(deliverer)
+            await engine.redeliver_waiting(route)
         except StoreError as error:
             log.warning("could not look for waiting replies: %s", error)
         except Exception:  # noqa: BLE001 - the sweep must outlive any one failure

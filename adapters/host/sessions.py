@@ -30,7 +30,7 @@ async def listing(store: Store, where: str | None, limit: int) -> list[str]:
 
 
 def summary_line(session: Session) -> str:
-    return f"{session.key}  rev {session.revision}  {_status(session.state)}  updated {_when(session.updated)}"
+    return f"{session.key}  rev {session.revision}  {_status(session)}  updated {_when(session.updated)}"
 
 
 def describe(session: Session) -> str:
@@ -39,7 +39,7 @@ def describe(session: Session) -> str:
         f"partition {session.key.partition}",
         f"app       {session.key.app}",
         f"revision  {session.revision}  created {_when(session.created)}  updated {_when(session.updated)}",
-        f"status    {_status(session.state)}",
+        f"status    {_status(session)}",
         f"reply to  {json.dumps(session.address)}",
     ]
     state = session.state
@@ -62,10 +62,11 @@ def describe(session: Session) -> str:
     return "\n".join(lines)
 
 
-def _status(state: dict[str, Any] | None) -> str:
+def _status(session: Session) -> str:
+    state = session.state
     if state is None:
         return "not started"
-    if "result" in state:
+    if not session.running:
         return "finished"
     path = []
     frame: Any = state.get("fallback") or state["frame"]

@@ -37,6 +37,12 @@ class Session:
     updated: float = 0.0
     due: float | None = None
 
+    @property
+    def running(self) -> bool:
+        """A conversation is running: started, and neither finished (the replay state records the
+        top dialog's result once it has returned) nor cancelled (no state)."""
+        return self.state is not None and "result" not in self.state
+
     def advanced(self, **changes: Any) -> Session:
         """The next revision of this session (what a commit writes)."""
         now = time.time()

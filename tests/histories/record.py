@@ -22,7 +22,7 @@ if __name__ == "__main__":
 from convoflow.adapters.host.loader import load_bot  # noqa: E402
 from convoflow import Incoming, SessionKey  # noqa: E402
 from convoflow.messages import message_to_dict  # noqa: E402
-from convoflow.runtime import Engine  # noqa: E402
+from convoflow.turns import Engine  # noqa: E402
 from convoflow.stores import MemoryStore  # noqa: E402
 
 KEY_PARTITION = "history:recorder"
