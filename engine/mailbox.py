@@ -121,6 +121,8 @@ class Arrivals:
         self.mailbox = Mailbox()
         self._arrival: Any = _NOTHING
         self._fired_at: float | None = None
+        self.taken = False
+        """Whether a wait took this turn's arrival."""
 
     def begin(self, arrival: Any, mailbox: Mailbox | None, ignore_answer: bool) -> None:
         """A new turn brings `arrival` (an answer, a Signal or a Fired); with `ignore_answer` an
@@ -129,6 +131,7 @@ class Arrivals:
             self.mailbox = mailbox
         self._fired_at = arrival.at if isinstance(arrival, Fired) else None
         self._arrival = _NOTHING if isinstance(arrival, Fired) else arrival
+        self.taken = False
         if ignore_answer:
             self.drop_answer()
 
@@ -150,10 +153,10 @@ class Arrivals:
         if arrival is not _NOTHING:
             if isinstance(arrival, Signal):
                 if arrival.name in names:
-                    self._arrival = _NOTHING
+                    self._arrival, self.taken = _NOTHING, True
                     return Woke("event", arrival.data, arrival.name)
             elif step.accepts_answer():
-                self._arrival = _NOTHING
+                self._arrival, self.taken = _NOTHING, True
                 return Woke("answer", arrival)
         reminder = self.next_reminder(step, waiting)
         if reminder is not None and reminder <= now:

@@ -20,12 +20,20 @@ from dataclasses import dataclass, replace
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 
+from datetime import timedelta
+
+from convoflow import wakeups
 from convoflow.buttons import ButtonRef
-from convoflow.messages import Incoming, Reply, SessionKey, Text, as_message, message_from_dict, message_to_dict
+from convoflow.clock import Clock, SystemClock
+from convoflow.durations import seconds_of
+from convoflow.mailbox import KEEP_EVENTS_SECONDS
+from convoflow.messages import Incoming, Reply, SessionKey, Text, message_from_dict, message_to_dict
 from convoflow.player import Play
 from convoflow.replay import DialogState, state_from_dict
 from convoflow.dialogs import BaseDialog
 from convoflow.stores.base import SEEN_LIMIT, Conflict, Session, SessionTooLarge, Store
+from convoflow.timed_turns import Played, TimedTurns, running
+from convoflow.wakeups import Outcome
 
 log = logging.getLogger("convoflow.engine")
 
@@ -47,6 +55,9 @@ class DeliveryFailed(Exception):
     """Delivery stopped on a transient error; the undelivered replies stay in the outbox and go out
     on the next attempt (a redelivered update, or the session's next turn)."""
 
+    turn: Outcome = "ok"
+    """The outcome of the turn that committed them."""
+
     def __init__(self, key: Any, error: BaseException, pending: int):
         self.key, self.error, self.pending = key, error, pending
         super().__init__(f"delivery to {key} failed, {pending} replies wait in the outbox: {error!r}")
@@ -56,12 +67,6 @@ class TooManyConflicts(Exception):
     def __init__(self, key: Any, attempts: int):
         self.key, self.attempts = key, attempts
         super().__init__(f"session {key}: gave up after {attempts} conflicting commits")
-
-
-Outcome = Literal[
-    "ok", "finished", "restarted", "cancelled", "duplicate",  # handled
-    "failed", "store_error", "undelivered", "conflicted",  # flow raised / store down / send failed
-]
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class _Live:
     play: Play
 
 
-class Engine:
+class Engine(TimedTurns):
     """Runs one conversation (`dialog_factory()` gives its top dialog) for every session.
 
     `fallback` runs before a session restarts because the code changed under it. `commands` map
@@ -95,6 +100,10 @@ class Engine:
     in memory to skip replays (0 disables it). `handoff_seconds` is how long replies another worker
     committed stay that worker's to deliver before this one takes them over (the other is taken to
     have died between commit and delivery).
+
+    Time and the outside world: `clock` gives every due time; a conversation waiting `idle_timeout`
+    for the user (or an event) ends, after `on_idle` runs; an event no wait took is kept
+    `keep_events` seconds; event and start ids are remembered `remember_ids` seconds.
     """
 
     def __init__(
@@ -112,6 +121,11 @@ class Engine:
         max_conflicts: int = 20,
         handoff_seconds: float = 15.0,
         on_turn: Callable[[TurnOutcome], None] | None = None,
+        clock: Clock = SystemClock(),
+        idle_timeout: float | timedelta | None = None,
+        on_idle: Callable[[], BaseDialog[Any]] | None = None,
+        keep_events: float = KEEP_EVENTS_SECONDS,
+        remember_ids: float = wakeups.REMEMBER_IDS_SECONDS,
     ) -> None:
         self.dialog_factory = dialog_factory
         self.store = store
@@ -129,10 +143,21 @@ class Engine:
         """Marks the replies this Engine commits or claims: they are its to deliver (see `_deliver`)."""
         self._live: OrderedDict[Any, _Live] = OrderedDict()
         self._locks: dict[Any, tuple[asyncio.Lock, int]] = {}
+        self.clock = clock
+        self.idle_timeout = None if idle_timeout is None else seconds_of(idle_timeout, "idle_timeout") or None
+        self.on_idle = on_idle
+        self.keep_events = keep_events
+        self.remember_ids = max(remember_ids, wakeups.REMEMBER_IDS_SECONDS)
+        self._due_listeners: list[Callable[[float], None]] = []
 
     async def handle(
         self, incoming: Incoming, deliver: Deliver | None = None, on_committed: Callable[[], None] | None = None
     ) -> list[Reply]:
+        return (await self._handle(incoming, deliver, on_committed))[0]
+
+    async def _handle(
+        self, incoming: Incoming, deliver: Deliver | None = None, on_committed: Callable[[], None] | None = None
+    ) -> tuple[list[Reply], Outcome]:
         """Process one update. Returns the replies delivered (all of them when `deliver` is None:
         the caller then sends them itself). `on_committed` is called once the update is durably
         processed (committed, or recognised as a duplicate), before delivery: the moment a channel
@@ -158,11 +183,15 @@ class Engine:
                     on_committed = None
             async with self._serialised(key):
                 while True:
-                    session = await self.store.load(key) or Session(key)
-                    if incoming.id in session.seen:
+                    stored = await self.store.load(key)
+                    session = stored or Session(key)
+                    if incoming.id in session.seen or wakeups.is_remembered(session, incoming.id, self.clock.now()):
                         outcome, committed = "duplicate", session
                         break
-                    committed, outcome, play = await self._turn(session, incoming)
+                    played, outcome, play = await self._turn(session, incoming, stored is not None)
+                    if played is None:  # nothing to commit (a stale timer, a skipped start)
+                        return [], outcome
+                    committed = played
                     try:
                         try:
                             await self.store.commit(committed)
@@ -172,7 +201,8 @@ class Engine:
                             log.error("turn dropped in session %s: %s", key, error)
                             if play is not None:
                                 play.close()
-                            committed = self._commit_of(session, incoming, session.state, [Text(self.apology)])
+                            committed = self._commit_of(session, incoming, session.state, [Text(self.apology)],
+                                                        **({"due": None} if incoming.kind == "timer" else {}))
                             outcome, play = "failed", None
                             await self.store.commit(committed)
                     except Conflict:
@@ -188,17 +218,30 @@ class Engine:
                         continue
                     if play is not None:
                         self._keep(key, committed.revision, play)
+                    if committed.due is not None:
+                        for listener in self._due_listeners:
+                            listener(committed.due)
                     break
                 if on_committed is not None:
                     on_committed()
                 try:
                     replies = await self._deliver(committed, deliver, everything=outcome == "duplicate")
                 except DeliveryFailed as failed:
+                    failed.turn = outcome
                     outcome, pending = "undelivered", failed.pending
                     raise
         finally:
             self._report(TurnOutcome(key, outcome, len(replies), conflicts, time.perf_counter() - started, pending))
-        return replies
+        return replies, outcome
+
+    async def _handle_delivered(self, incoming: Incoming, deliver: Deliver | None) -> tuple[list[Reply], Outcome]:
+        """`_handle`, with a delivery that failed after the commit logged, not raised (the replies
+        wait in the outbox for the next attempt)."""
+        try:
+            return await self._handle(incoming, deliver)
+        except DeliveryFailed as failed:
+            log.warning("%s", failed)
+            return [], failed.turn
 
     async def resume(self, key: SessionKey, deliver: Deliver | None = None) -> list[Reply]:
         """Take over and deliver whatever a session still has in its outbox (after a crash or a
@@ -245,35 +288,37 @@ class Engine:
                 return False
             outbox = tuple({**item, "to": address} for item in session.outbox)
             await self.store.commit(replace(session, key=new, revision=0, outbox=outbox, address=address).advanced())
-            await self.store.commit(session.advanced(state=None, outbox=()))
+            await self.store.commit(session.advanced(state=None, outbox=(), due=None, idle_at=None))
             self._forget(old)
             log.info("session %s moved to %s", old, new)
             return True
 
     # --- one turn ------------------------------------------------------------------------------
 
-    async def _turn(self, session: Session, incoming: Incoming) -> tuple[Session, Outcome, Play | None]:
-        """Play the turn; returns the session to commit, the outcome and the play to keep live."""
+    async def _turn(self, session: Session, incoming: Incoming, exists: bool) -> tuple[Session | None, Outcome, Play | None]:
+        """Play the turn; returns the session to commit (None: nothing to commit), the outcome and
+        the play to keep live."""
+        if incoming.kind in ("timer", "event", "start"):
+            played = await self._timed_turn(session, incoming, exists)
+        else:
+            played = await self._message_turn(session, incoming)
+        outcome = played.outcome
+        if outcome in ("stale", "skipped", "unknown"):
+            return None, outcome, None
+        return self._commit_of(session, incoming, played.state, played.messages, **played.changes), outcome, played.play
+
+    async def _message_turn(self, session: Session, incoming: Incoming) -> Played:
         command = self.commands.get(incoming.text.split()[0]) if incoming.kind == "command" and incoming.text.strip() else None
         if command == "cancel":
-            return self._commit_of(session, incoming, None, [Text(self.cancel_reply)]), "cancelled", None
+            ended = Played("cancelled", None, [Text(self.cancel_reply)], changes={"due": None, "idle_at": None, "inbox": ()})
+            return await self._then_queued(session, ended)
         if incoming.button is not None:
             found, answer = _button_answer(session, incoming.button)
             if not found:
-                return self._commit_of(session, incoming, session.state, [Text(self.expired_button_reply)]), "ok", None
+                return Played("ok", session.state, [Text(self.expired_button_reply)])
             incoming = replace(incoming, value=answer, button=None)
-        fresh = command == "restart" or session.state is None or "result" in session.state
-        try:
-            play = self._play_for(session, fresh)
-            play.begin(incoming.response)
-            done = await play.step_async()
-            messages = [as_message(m) for m in play.outbox]
-            state = play.state.to_dict()
-        except Exception:
-            log.exception("flow failed in session %s; it stays at its last committed state", session.key)
-            return self._commit_of(session, incoming, session.state, [Text(self.apology)]), "failed", None
-        outcome: Outcome = "finished" if done else ("restarted" if play.mismatch else "ok")
-        return self._commit_of(session, incoming, state, messages), outcome, None if done else play
+        fresh = command == "restart" or not running(session)
+        return await self._then_queued(session, await self._played(session, incoming.response, fresh))
 
     def _play_for(self, session: Session, fresh: bool) -> Play:
         """The suspended play of this very revision if it is in memory, else one that replays."""
@@ -287,12 +332,15 @@ class Engine:
             state = DialogState(top.version, top.name)
         else:
             state = state_from_dict(session.state)
-        return Play(top, state, self.fallback() if self.fallback else None, key=session.key)
+        return Play(top, state, self.fallback() if self.fallback else None, key=session.key, clock=self.clock)
 
     def _commit_of(
-        self, session: Session, incoming: Incoming, state: dict[str, Any] | None, messages: list[Any]
+        self, session: Session, incoming: Incoming, state: dict[str, Any] | None, messages: list[Any],
+        **changes: Any,
     ) -> Session:
-        address = incoming.address or session.address
+        """The session after the turn: `state`, `messages` added to the outbox, the incoming id
+        seen; `changes` sets other fields (the due time, the mailbox, the queue, the address)."""
+        address = changes.pop("address", None) or incoming.address or session.address
         seq = session.next_seq
         new = tuple({"seq": seq + i, "to": address, "message": message_to_dict(m)} for i, m in enumerate(messages))
         now = time.time()
@@ -304,6 +352,8 @@ class Engine:
             address=address,
             next_seq=seq + len(new),
             last=new or session.last,
+            remembered=wakeups.remembered_with(session, incoming, self.clock.now(), self.remember_ids),
+            **changes,
         )
 
     # --- delivery ------------------------------------------------------------------------------
