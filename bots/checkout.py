@@ -38,7 +38,7 @@ def main():
     key = yield session_key()
     deadline = (yield now()) + PAY_WITHIN
     yield send_message(f"Pay {cents / 100:.2f} EUR for {name.lower()} here: "
-                       f"https://pay.example/checkout?session={quote(key)}&item={item}")
+                       f"https://pay.example/checkout?session={quote(key, safe='')}&item={item}")
     yield send_message("I'll wait 15 minutes for the payment. Type \"cancel\" to stop.")
     while True:
         left = (deadline - (yield now())).total_seconds()
