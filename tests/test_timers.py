@@ -242,3 +242,32 @@ async def test_a_checkout_is_paid_cancelled_or_expires(store: Store, max_live: i
     await h.advance(600)
     await h.say("thinking", user="slow")  # the 15 minutes do not start again
     assert await h.advance(300) == ["The payment link has expired; nothing was charged. Send /start to try again."]
+
+
+@dialog(version="1.0", name="napper")
+def napper_v1() -> Any:
+    yield send_message("sleeping")
+    yield sleep(60)
+    yield send_message("v1 awake")
+
+
+@dialog(version="2.0", name="napper")
+def napper_v2() -> Any:
+    yield send_message("v2 here")
+    yield get_client_response()
+
+
+@dialog()
+def apologise() -> Any:
+    yield send_message("We changed things; starting over.")
+
+
+async def test_a_session_waiting_on_a_timer_follows_the_version_and_fallback_rules(store: Store, max_live: int) -> None:
+    before = harness(napper_v1, store, max_live)
+    await before.say("hi")
+    deployed = harness(napper_v2, store, max_live, fallback=apologise)  # a deploy while it sleeps
+    deployed.clock.set(before.clock.now())
+    assert await deployed.advance(60) == ["We changed things; starting over.", "v2 here"]
+    assert deployed.outcomes[-1].outcome == "restarted"
+    session = await store.load(before.key())
+    assert session is not None and session.due is None
