@@ -17,7 +17,7 @@ from convoflow.dialogs import BaseDialog, DialogCall
 from convoflow.mailbox import KEEP_EVENTS_SECONDS, Mailbox
 from convoflow.messages import Incoming, Reply, SessionKey
 from convoflow.player import Play
-from convoflow.replay import storable
+from convoflow.replay import require_json, storable
 from convoflow.stores.base import Session
 from convoflow.types import JSON
 
@@ -69,7 +69,7 @@ def event_incoming(key: SessionKey, name: str, data: JSON, event_id: str) -> Inc
     if not isinstance(name, str) or not name:
         raise ValueError(f"an event name must be a non-empty str, not {name!r}")
     _check_id(event_id, "event_id")
-    storable(data, ("signal",), name)  # refused here, before anything is stored
+    require_json(data, ("signal",), f"event {name!r}")  # refused here, before anything is stored
     return Incoming(key, f"event:{event_id}", "event", text=name, value=data)
 
 

@@ -271,3 +271,24 @@ async def test_a_session_waiting_on_a_timer_follows_the_version_and_fallback_rul
     assert deployed.outcomes[-1].outcome == "restarted"
     session = await store.load(before.key())
     assert session is not None and session.due is None
+
+
+async def test_malformed_signals_and_starts_are_refused_and_store_nothing(store: Store) -> None:
+    from datetime import datetime
+
+    from convoflow import UnstorableValue
+
+    h = harness(payment, store, 10_000)
+    await h.say("buy")
+    before = await store.load(h.key())
+    with pytest.raises(UnstorableValue, match="JSON"):
+        await h.engine.signal(h.key(), "paid", {"at": datetime.now()}, "x1")
+    with pytest.raises(ValueError, match="event name"):
+        await h.engine.signal(h.key(), "", {}, "x2")
+    with pytest.raises(ValueError, match="event_id"):
+        await h.engine.signal(h.key(), "paid", {}, "")
+    with pytest.raises(ValueError, match="if_running"):
+        await h.engine.start(h.key(), None, {}, "s1", "later")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="@dialog call"):
+        await h.engine.start(h.key(), send_message("hi"), {}, "s2")
+    assert await store.load(h.key()) == before
