@@ -26,6 +26,8 @@ BATCH = 500
 timers then mostly pick different sessions first, instead of racing for the same ones)."""
 CONCURRENCY = 32
 """Timer turns one scheduler runs at once."""
+MAX_LOOK_PAST = 100_000
+"""Due sessions a scheduler reads at most in one look, past those it does not fire itself."""
 
 
 class TimerEngine(Protocol):
@@ -46,11 +48,13 @@ class TimerEngine(Protocol):
 
 class Scheduler:
     """Fires the due timers of `engine`'s bot; `send` delivers the replies of those turns (the host
-    routes each reply by its address to its channel)."""
+    routes each reply by its address to its channel). With `wanted`, only the sessions it accepts
+    are fired (those of the channels this process serves: the others are left to the processes
+    that serve theirs)."""
 
     def __init__(
         self, engine: TimerEngine, send: Callable[[Reply], Awaitable[None]], *, poll_seconds: float = 1.0,
-        batch: int = BATCH, concurrency: int = CONCURRENCY,
+        batch: int = BATCH, concurrency: int = CONCURRENCY, wanted: Callable[[SessionKey], bool] | None = None,
     ) -> None:
         if poll_seconds <= 0:
             raise ValueError("poll_seconds must be more than 0")
@@ -59,6 +63,7 @@ class Scheduler:
         self.poll_seconds = poll_seconds
         self.batch = batch
         self.concurrency = concurrency
+        self.wanted = wanted
         self._soonest: float | None = None
         self._woken = asyncio.Event()
         engine.watch_due(self._heard)
@@ -80,10 +85,10 @@ class Scheduler:
         process fired first, nor those no longer due when their turn came)."""
         fired = 0
         tried: set[tuple[SessionKey, float]] = set()
-        limit = asyncio.Semaphore(self.concurrency)
+        slots = asyncio.Semaphore(self.concurrency)
 
         async def fire(key: SessionKey, due: float) -> bool:
-            async with limit:
+            async with slots:
                 try:
                     return await self.engine.fire(key, due, self.send)
                 except StoreError as error:
@@ -92,13 +97,18 @@ class Scheduler:
                     log.exception("firing the timer of session %s failed", key)
                 return False
 
+        limit = self.batch
         while True:
             now = self.engine.clock.now()
-            found = await self.engine.store.due(self.engine.app, now, limit=self.batch)
+            found = await self.engine.store.due(self.engine.app, now, limit=limit)
             todo = [(session.key, session.due) for session in found
-                    if session.due is not None and (session.key, session.due) not in tried]
+                    if session.due is not None and (session.key, session.due) not in tried
+                    and (self.wanted is None or self.wanted(session.key))]
             if not todo:
-                break
+                if len(found) < limit or limit >= MAX_LOOK_PAST:
+                    break
+                limit *= 2  # the soonest are others' to fire (or failed to): look past them
+                continue
             random.shuffle(todo)
             tried.update(todo)
             fired += sum(await asyncio.gather(*(fire(key, due) for key, due in todo)))

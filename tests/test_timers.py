@@ -292,3 +292,18 @@ async def test_malformed_signals_and_starts_are_refused_and_store_nothing(store:
     with pytest.raises(TypeError, match="@dialog call"):
         await h.engine.start(h.key(), send_message("hi"), {}, "s2")
     assert await store.load(h.key()) == before
+
+
+async def test_a_scheduler_fires_only_the_sessions_it_wants_however_many_others_are_due(store: Store) -> None:
+    h = harness(napping, store, 10_000)
+    for n in range(12):
+        await h.say("hi", user=f"other{n}")
+    await h.say("hi", user="mine")
+    h.clock.advance(3600)
+    from convoflow.scheduler import Scheduler
+
+    mine = Scheduler(h.engine, h.deliver, batch=5, wanted=lambda key: key.partition == "test:mine")
+    before = len(h.sent)
+    assert await mine.fire_due() == 1  # past the twelve sooner ones it leaves alone
+    assert len(h.sent) == before
+    assert await h.scheduler.fire_due() == 12
