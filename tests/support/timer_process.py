@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from convoflow import Reply, SessionKey, dialog, get_client_response, send_message, sleep_until
+from convoflow import Clock, ManualClock, Reply, SessionKey, SystemClock, dialog, get_client_response, send_message, sleep_until
 from convoflow.runtime import Engine
 from convoflow.scheduler import Scheduler
 from convoflow.stores import Store, open_store
@@ -36,13 +37,15 @@ def wake(n: int, at: float) -> Any:
     yield send_message(f"woke {n}")
 
 
-def engine_for(store: Store) -> Engine:
-    return Engine(idle, store, app=APP, handoff_seconds=1.0)
+def engine_for(store: Store, clock: Clock | None = None) -> Engine:
+    return Engine(idle, store, app=APP, handoff_seconds=1.0, clock=clock or SystemClock())
 
 
 async def seed(store: Store, dues: list[float]) -> None:
-    """One session per due time, each sleeping until it."""
-    engine = engine_for(store)
+    """One session per due time, each sleeping until it. The seeding engine's clock stands still at
+    the start, so however long seeding takes, every session is left sleeping (a due time that has
+    passed meanwhile is overdue for the firing processes, not done already)."""
+    engine = engine_for(store, ManualClock(time.time()))
     for n, at in enumerate(dues):
         await engine.start(SessionKey(f"sleeper:{n}", APP), wake(n, at), {"n": n}, f"seed-{n}")
 
