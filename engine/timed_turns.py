@@ -129,7 +129,9 @@ class TimedTurns:
                 return Played("skipped", None, [])
             if if_running == "queue":
                 entry = {"dialog": spec, "id": incoming.id, "address": incoming.address}
-                return Played("queued", session.state, [], changes={"queued": (*session.queued, entry)})
+                # the running conversation's replies still go where they went
+                return Played("queued", session.state, [], changes={"queued": (*session.queued, entry),
+                                                                     "address": session.address})
         played = await self._played(session, None, fresh=True, start=spec)
         if played.outcome != "failed" and running(session):
             played.outcome = "replaced"

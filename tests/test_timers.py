@@ -190,8 +190,11 @@ async def test_proactive_starts_skip_replace_or_queue_behind_a_running_conversat
     assert started.status == "started" and h.texts() == ["Our spring sale starts today!", "Interested?"]
     assert (await h.engine.start(h.key(), promo("spring"), address, "c1", deliver=h.deliver)).status == "duplicate"
     assert (await h.engine.start(h.key(), promo("summer"), address, "c2", deliver=h.deliver)).status == "skipped"
-    queued = await h.engine.start(h.key(), promo("autumn"), address, "c3", "queue", deliver=h.deliver)
+    queued = await h.engine.start(h.key(), promo("autumn"), {"user": "ada", "thread": "new"}, "c3", "queue",
+                                  deliver=h.deliver)
     assert queued.status == "queued" and queued.replies == ()
+    session = await store.load(h.key())
+    assert session is not None and session.address == address  # the running one still answers there
     assert await h.press("yes") == ["Noted: yes", "Our autumn sale starts today!", "Interested?"]
     replaced = await h.engine.start(h.key(), None, address, "c4", "replace", deliver=h.deliver)
     assert replaced.status == "replaced" and [r.message.text for r in replaced.replies] == ["Your name?"]  # type: ignore[union-attr]
