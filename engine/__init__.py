@@ -24,12 +24,16 @@ from convoflow.replay import (
     state_from_dict,
 )
 from convoflow.values import register_codec
+from convoflow.clock import Clock, ManualClock, SystemClock
+from convoflow.waits import now, session_key, sleep, sleep_until, wait_first, wait_for_event
 from convoflow.dialogs import (
     AsyncDialog,
     AsyncGenDialog,
     BaseDialog,
     Dialog,
     GenDialog,
+    TimedOut,
+    Woke,
     dialog,
     dialog_result,
     get_client_response,
@@ -38,11 +42,11 @@ from convoflow.dialogs import (
 )
 
 __all__ = [
-    "AsyncDialog", "AsyncGenDialog", "BaseDialog", "Dialog", "DialogState", "DialogStateException",
+    "AsyncDialog", "AsyncGenDialog", "BaseDialog", "Clock", "Dialog", "DialogState", "DialogStateException",
     "DialogStep", "DialogStepDone", "DialogStepNotDone", "GenDialog", "InMemoryPersistence",
-    "Incoming", "Media", "Message", "Option", "PersistenceProvider", "ReplayMismatch", "Reply",
-    "Result", "SessionKey", "StepFailed", "Text", "UnstorableValue", "ask", "dialog",
-    "dialog_result", "get_client_response", "goto", "new_empty_state", "run",
+    "Incoming", "ManualClock", "Media", "Message", "Option", "PersistenceProvider", "ReplayMismatch", "Reply",
+    "Result", "SessionKey", "StepFailed", "SystemClock", "Text", "TimedOut", "UnstorableValue", "Woke", "ask",
+    "dialog", "dialog_result", "get_client_response", "goto", "new_empty_state", "now", "run",
     "register_codec", "run_async_gen_dialog", "run_dialog", "run_gen_dialog", "send_message",
-    "state_from_dict",
+    "session_key", "sleep", "sleep_until", "state_from_dict", "wait_first", "wait_for_event",
 ]

@@ -6,7 +6,10 @@ import functools
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar, overload
+from datetime import timedelta
+from typing import Any, Callable, Generic, Literal, Sequence, TypeVar, overload
+
+from convoflow.durations import next_reminder, reminder_offsets, seconds_of
 
 from convoflow.fingerprints import FLAT, call_fingerprint, remembered
 from convoflow.renamed import current_path
@@ -159,12 +162,93 @@ class send_message(BaseDialog[None]):  # noqa: N801 - seed API name
     version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
 
 
-@dataclass(frozen=True)
-class get_client_response(BaseDialog[Any]):  # noqa: N801 - seed API name
-    """Wait for the user's next message and return it."""
+class TimedOut(Exception):
+    """A wait's time ran out: no answer (or event) came before its timeout. Raised in the flow at
+    the wait; a flow may catch it, and uncaught it ends the conversation."""
 
+
+@dataclass(frozen=True)
+class Woke:
+    """What ended a `wait_first`: `kind` "answer" (`value` is the answer), "event" (`value` is
+    the event's data, `event` its name) or "timeout"."""
+
+    kind: Literal["answer", "event", "timeout"]
+    value: Any = None
+    event: str | None = None
+
+
+class Wait(BaseDialog[T]):
+    """A step at which the flow waits for an answer, an outside event or a time (see
+    convoflow.waits). The record of a wait in progress holds its absolute due time, so a restart
+    neither resets nor loses it; what ended it is recorded like an answer."""
+
+    def accepts_answer(self) -> bool:
+        """Whether the user's next message ends this wait (else it is kept for a later one)."""
+        return False
+
+    def event_names(self) -> tuple[str, ...]:
+        """The outside events that end this wait."""
+        return ()
+
+    def deadline(self, began: float) -> float | None:
+        """When the wait times out (Unix seconds), for a wait that began at `began`; None: never."""
+        return None
+
+    def next_reminder(self, began: float, after: float, deadline: float | None) -> float | None:
+        """The first reminder due after `after`, before `deadline` (none by default)."""
+        return None
+
+    def reminder_message(self) -> Any:
+        return None
+
+    def outcome(self, woke: Woke) -> T:
+        """The flow's value for what ended the wait (or TimedOut raised)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class get_client_response(Wait[Any]):  # noqa: N801 - seed API name
+    """Wait for the user's next message and return it.
+
+    With `timeout` (seconds or a timedelta), TimedOut is raised when none comes in time. With
+    `remind_after` and a `reminder` message, the reminder is sent that long into the wait without
+    ending it: a number repeats it at that interval until the timeout (without a timeout it is
+    sent once), a sequence gives each reminder's offset from the start of the wait.
+    """
+
+    timeout: float | timedelta | None = None
+    remind_after: float | timedelta | Sequence[float | timedelta] | None = None
+    reminder: Any = None
     name: str = field(default=INPUT, init=False, repr=False)
     version: str = field(default=DEFAULT_VERSION, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None:
+            seconds_of(self.timeout, "timeout")
+        if self.remind_after is not None:
+            object.__setattr__(self, "remind_after", reminder_offsets(self.remind_after))
+            if self.reminder is None:
+                raise ValueError("remind_after needs a reminder message (reminder=...)")
+
+    def accepts_answer(self) -> bool:
+        return True
+
+    def deadline(self, began: float) -> float | None:
+        return None if self.timeout is None else began + seconds_of(self.timeout, "timeout")
+
+    def next_reminder(self, began: float, after: float, deadline: float | None) -> float | None:
+        if self.remind_after is None:
+            return None
+        assert isinstance(self.remind_after, (float, tuple))
+        return next_reminder(self.remind_after, began, after, deadline)
+
+    def reminder_message(self) -> Any:
+        return self.reminder
+
+    def outcome(self, woke: Woke) -> Any:
+        if woke.kind == "timeout":
+            raise TimedOut(f"no answer within {seconds_of(self.timeout or 0, 'timeout'):g} s")
+        return woke.value
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ A frame records each completed step, in order: its name, its result (in stored f
 convoflow.values), its fingerprint when it has one (convoflow.fingerprints), its version when it
 is not the default, and the error when the step raised. Sent messages are not recorded: while a
 frame replays its recorded steps, its sends are suppressed. `pending` says where the frame is
-suspended: waiting for the user's input, or inside a running child frame.
+suspended: at a wait (for the user's input, an event or a time; `Waiting`), or inside a running
+child frame.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Frame:
         self.values: list[Any] = []
         self.extras: dict[int, dict[str, Any]] = {}
         self.encoded: list[list[Any]] = []
-        self.pending: None | str | Frame = None
+        self.pending: None | Waiting | Frame = None
         self.cursor = 0
         self.chain = ""
         self.chain_open = False
@@ -61,19 +62,22 @@ class Frame:
         _append(self.encoded, name, value, fingerprint, extras or None)
 
     def waiting_for_input(self) -> bool:
-        frame: Frame | str | None = self
+        """Whether the dialog is suspended at a wait (for an answer, an event or a time)."""
+        return isinstance(self.waiting(), Waiting)
+
+    def waiting(self) -> Waiting | None:
+        """The wait the innermost running dialog is suspended at, if any."""
+        frame: Frame | Waiting | None = self
         while isinstance(frame, Frame):
             frame = frame.pending
-        return frame == INPUT
+        return frame
 
     def to_dict(self) -> StateDict:
         data: StateDict = {"name": self.name, "version": self.version, "log": [_stored(e) for e in self.encoded]}
         if self.fingerprint is not None:
             data["f"] = self.fingerprint
-        if isinstance(self.pending, Frame):
+        if self.pending is not None:
             data["pending"] = self.pending.to_dict()
-        elif self.pending is not None:
-            data["pending"] = self.pending
         return data
 
     @classmethod
@@ -101,8 +105,37 @@ class Frame:
                 for position in range(start, len(names)):
                     extras[position] = meta
         pending = data.get("pending")
-        frame.pending = cls.from_dict(pending) if isinstance(pending, dict) else pending
+        if isinstance(pending, dict):
+            frame.pending = Waiting.from_dict(pending) if "wait" in pending else cls.from_dict(pending)
+        elif isinstance(pending, str):
+            frame.pending = Waiting(pending)
         return frame
+
+
+class Waiting:
+    """Where a frame waits: the wait step's log name, and its times as absolute Unix seconds (UTC),
+    computed from the engine's clock when the wait began: `due` when it times out (None: never),
+    `began` (kept when reminders are counted from it), `reminded` when the last reminder went out.
+    A wait with none of them is stored as its bare name (`"<input>"`, as records always held)."""
+
+    __slots__ = ("name", "due", "began", "reminded")
+
+    def __init__(self, name: str, due: float | None = None, began: float | None = None, reminded: float | None = None):
+        self.name, self.due, self.began, self.reminded = name, due, began, reminded
+
+    def to_dict(self) -> str | StateDict:
+        if self.due is None and self.began is None and self.reminded is None:
+            return self.name
+        data: StateDict = {"wait": self.name}
+        for field in ("due", "began", "reminded"):
+            value = getattr(self, field)
+            if value is not None:
+                data[field] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: StateDict) -> Waiting:
+        return cls(data["wait"], data.get("due"), data.get("began"), data.get("reminded"))
 
 
 class Chain:

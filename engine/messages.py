@@ -10,7 +10,9 @@ from convoflow.replay import require_json
 from convoflow.types import JSON
 
 MediaKind = Literal["image", "file"]
-IncomingKind = Literal["text", "button", "command", "media"]
+IncomingKind = Literal["text", "button", "command", "media", "timer", "event", "start"]
+"""What a user sends (text, a button press, a command, media), or what moves a session without
+them (convoflow.wakeups): a timer firing, an outside event, a proactive start."""
 
 
 @dataclass(frozen=True)

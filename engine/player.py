@@ -26,7 +26,9 @@ from convoflow.replay import (
     error_to_data,
     storable,
 )
-from convoflow.frames import Chain, chained
+from convoflow.clock import Clock, SystemClock
+from convoflow.frames import Chain, Waiting, chained
+from convoflow.mailbox import Arrivals, Mailbox, PendingWait
 from convoflow.values import Undecodable, decode
 from convoflow.dialogs import (
     AsyncDialog,
@@ -35,17 +37,19 @@ from convoflow.dialogs import (
     Dialog,
     DialogCall,
     GenDialog,
+    TimedOut,
+    Wait,
     dialog_result,
-    get_client_response,
     goto,
     resolve,
     send_message,
 )
+from convoflow.waits import Reading
 
 log = logging.getLogger("convoflow.replay")
 
 _SUSPEND = object()
-"""What the driver yields to its runner when the flow waits for input that has not arrived."""
+"""What the driver yields to its runner when the flow waits for something that has not come."""
 
 
 class _AwaitInput:
@@ -72,12 +76,18 @@ _current: ContextVar[tuple[Play, Frame, tuple[str, ...]]] = ContextVar("convoflo
 
 
 class Play:
-    """One session's dialog in play: `begin(response)`, then `step_async()` (or `step_sync()`)
-    runs it up to the next wait. `key` names the session in the warning a code mismatch logs."""
+    """One session's dialog in play: `begin(arrival)`, then `step_async()` (or `step_sync()`)
+    runs it up to the next wait. `key` is the session's (what `session_key()` reads, and what the
+    warning a code mismatch logs names); `clock` gives the time every wait's due time is computed
+    from.
+
+    After a turn, `pending` is the wait the flow is suspended at (None: it finished), and
+    `timed_out` says an uncaught TimedOut ended it.
+    """
 
     def __init__(
         self, top: BaseDialog[Any], state: DialogState, fallback: BaseDialog[Any] | None = None,
-        key: object = None,
+        key: object = None, clock: Clock | None = None,
     ):
         self.top = top
         self.state = state
@@ -85,24 +95,32 @@ class Play:
         self.key = key
         self.outbox: list[Any] = []
         self.mismatch: ReplayMismatch | None = None
-        self._input: Any = None
-        self._has_input = False
+        self.pending: PendingWait | None = None
+        self.timed_out = False
+        self.arrivals = Arrivals(clock or SystemClock())
         self._coroutine: Coroutine[Any, Any, Any] | None = None
         self._finished = False
 
+    @property
+    def mailbox(self) -> Mailbox:
+        """What is kept for the flow's later waits (answers sent during a sleep, early events)."""
+        return self.arrivals.mailbox
+
     # --- the runner side -------------------------------------------------------------------
 
-    def begin(self, response: Any) -> None:
-        """Prepare a turn: a suspended flow takes `response` as its awaited input."""
+    def begin(self, arrival: Any, mailbox: Mailbox | None = None) -> None:
+        """Prepare a turn: the wait the flow is suspended at takes `arrival` when it accepts it: the
+        user's answer (any value), an outside event (convoflow.mailbox.Signal) or a timer firing
+        (Fired). `mailbox` holds what earlier turns kept for later waits."""
         self.outbox = []
         self.mismatch = None
-        if self._coroutine is None:
+        self.pending = None
+        self.timed_out = False
+        fresh = self._coroutine is None
+        if fresh:
             self._coroutine = self._main()
-            # A fresh dialog ignores the message that started it (as the seed does).
-            self._has_input = self.state.waiting_for_input()
-        else:
-            self._has_input = True
-        self._input = response
+        # A fresh dialog ignores the message that started it (as the seed does).
+        self.arrivals.begin(arrival, mailbox, ignore_answer=fresh and not self.state.waiting_for_input())
 
     def step_sync(self) -> bool:
         """Drive a turn without an event loop; True when the dialog has finished."""
@@ -111,6 +129,7 @@ class Play:
             yielded = self._coroutine.send(None)
         except StopIteration:
             self._finished = True
+            self.arrivals.settle(waiting=False)
             return True
         except RuntimeError as error:
             self._finished = True
@@ -121,6 +140,7 @@ class Play:
             self._finished = True
             raise
         if yielded is _SUSPEND:
+            self.arrivals.settle(waiting=True)
             return False
         self._coroutine.close()
         self._finished = True
@@ -140,11 +160,13 @@ class Play:
                 yielded = coroutine.send(value) if error is None else coroutine.throw(error)
             except StopIteration:
                 self._finished = True
+                self.arrivals.settle(waiting=False)
                 return True
             except BaseException:
                 self._finished = True
                 raise
             if yielded is _SUSPEND:
+                self.arrivals.settle(waiting=True)
                 return False
             value, error = None, None
             # The flow awaits an asyncio future: wait for it here, then let the flow read it.
@@ -185,6 +207,13 @@ class Play:
                 storable(result, (top.name,), "return")  # refused here, not later in a store
                 state.result = Result(result)
                 return result
+            except TimedOut as error:
+                # Uncaught, a timeout ends the conversation, like a flow that finished.
+                log.info("session %s ended: %s", self.key if self.key is not None else "(no key)", error)
+                state.fallback = None
+                state.result = Result(None)
+                self.timed_out = True
+                return None
             except _Goto as jump:
                 top = jump.target
                 state.call = storable(top.spec(), (state.frame.name,), "goto")
@@ -210,7 +239,7 @@ class Play:
             log.warning("restarting session %s: %s", self.key if self.key is not None else "(no key)", mismatch)
         self.mismatch = mismatch
         self.outbox.clear()  # replies of the abandoned run are never delivered
-        self._has_input = False
+        self.arrivals.drop_answer()  # the new run starts afresh, as from a message that starts it
         state = self.state
         state.call = None
         state.frame = Frame(self.top.name, self.top.version)
@@ -353,14 +382,20 @@ class Play:
             if pending is None:
                 self.outbox.append(step.message)
             return None
-        if isinstance(step, get_client_response):
+        if isinstance(step, Wait):
             if isinstance(pending, Frame):
                 self._mismatch(path, frame, pending.name, step.name)
-            return await self._take_input(frame)
+            return await self._wait(step, frame, path)
         if isinstance(step, goto):
             if pending is not None:  # the record goes on where the code now leaves
-                self._mismatch(path, frame, pending.name if isinstance(pending, Frame) else INPUT, step.name)
+                self._mismatch(path, frame, pending.name, step.name)
             raise _Goto(step.target)
+        if isinstance(step, Reading):
+            if pending is not None:
+                self._mismatch(path, frame, pending.name, step.name)
+            value = step.read(self.arrivals.now(), self.key)
+            self._record(frame, step, storable(value, path, step.name), None, None)
+            return value
         if isinstance(step, dialog_result):
             raise TypeError(f"dialog {' > '.join(path)}: dialog_result() belongs in an async generator dialog")
         fingerprint = _fingerprint(step)
@@ -374,7 +409,7 @@ class Play:
         elif pending is None:
             child = frame.pending = Frame(step.name, step.version, fingerprint)
         else:
-            self._mismatch(path, frame, INPUT, step.name)
+            self._mismatch(path, frame, pending.name, step.name)
         child.cursor = 0
         try:
             value = await self._invoke(step, child, (*path, step.name))
@@ -420,22 +455,46 @@ class Play:
         if frame.cursor < len(frame.names):
             self._mismatch(path, frame, frame.names[frame.cursor], "<end>")
         if frame.pending is not None:
-            pending = frame.pending
-            self._mismatch(path, frame, pending.name if isinstance(pending, Frame) else INPUT, "<end>")
+            self._mismatch(path, frame, frame.pending.name, "<end>")
         return value
 
     def _mismatch(self, path: tuple[str, ...], frame: Frame, recorded: str, found: str) -> NoReturn:
         raise _Restart(ReplayMismatch(path, frame.cursor, recorded, found, "code"))
 
-    async def _take_input(self, frame: Frame) -> Any:
-        if not self._has_input:
-            frame.pending = INPUT
+    async def _wait(self, step: Wait[Any], frame: Frame, path: tuple[str, ...]) -> Any:
+        """Suspend at a wait until what ends it comes (at once when it came already), then record
+        that like an answer: the value, or the error (TimedOut) the flow gets."""
+        pending = frame.pending
+        began_now = False
+        if isinstance(pending, Waiting):
+            if pending.name != step.name:
+                self._mismatch(path, frame, pending.name, step.name)
+            waiting = pending  # begun in an earlier turn: its times are in the record
+        else:
+            now = self.arrivals.now()
+            due = step.deadline(now)
+            # `began` is kept only when reminders are counted from it
+            waiting = Waiting(step.name, due, now if step.next_reminder(now, now, due) is not None else None)
+            frame.pending = waiting
+            began_now = True
+        while True:
+            woke = self.arrivals.wake(step, waiting, self.outbox)
+            if woke is not None:
+                break
+            reminder = self.arrivals.next_reminder(step, waiting)
+            due = waiting.due if reminder is None else min(reminder, waiting.due or reminder)
+            self.pending = PendingWait(due, waiting.due, step.accepts_answer(), step.event_names(), began_now)
             await _AwaitInput()
-        self._has_input = False
-        value = self._input
-        recorded = storable(value, (frame.name,), "get_client_response")
+            began_now = False
         frame.pending = None
-        frame.record(INPUT, recorded)
+        fingerprint = step.fingerprint()
+        try:
+            value = step.outcome(woke)
+        except Exception as error:
+            self._record(frame, step, None, fingerprint, {"error": error_to_data(error)})
+            raise
+        what = "get_client_response" if step.name == INPUT else step.name
+        self._record(frame, step, storable(value, (frame.name,), what), fingerprint, None)
         return value
 
     def _record(

@@ -8,6 +8,7 @@ step with the messages to send.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable, Generic, Literal, Protocol, Sequence, TypeVar
 
 from convoflow.fingerprints import ask_fingerprint
@@ -147,23 +148,24 @@ class AskCall(GenDialog[Any]):
     """An `ask`: fingerprinted by what it asks (see convoflow.fingerprints), not by its callables."""
 
     def fingerprint(self) -> str | None:
-        question, options, _parse, _retry, key = self.args
+        question, options, _parse, _retry, key = self.args[:5]
         return ask_fingerprint(question, options, key)
 
     def accepts(self, recorded: Any) -> bool:
         """An answer recorded before fingerprints stands only if it is still one of the options."""
-        _question, options, parse, _retry, _key = self.args
+        _question, options, parse, _retry, _key = self.args[:5]
         if not options or parse is not None:
             return True  # a parsed value cannot be traced back to an option
         return any(recorded == o.answer and type(recorded) is type(o.answer) for o in options)
 
 
 def _ask(
-    question: str, options: tuple[Option, ...], parse: Callable[[Any], Any] | None, retry: str, key: str | None
+    question: str, options: tuple[Option, ...], parse: Callable[[Any], Any] | None, retry: str, key: str | None,
+    wait: get_client_response | None = None,
 ) -> Any:
     yield send_message(Text(question, options))
     while True:
-        answer = yield get_client_response()
+        answer = yield wait or get_client_response()
         try:
             value = _choose(answer, options) if options else answer
             return parse(value) if parse is not None else value
@@ -180,6 +182,10 @@ def ask(
     parse: Callable[[Any], Any] | None = None,
     retry: str = "Sorry, I didn't get that. Please try again.",
     key: str | None = None,
+    *,
+    timeout: float | timedelta | None = None,
+    remind_after: float | timedelta | Sequence[float | timedelta] | None = None,
+    reminder: Any = None,
 ) -> BaseDialog[Any]:
     """Ask a question and return the validated answer.
 
@@ -187,6 +193,15 @@ def ask(
     `parse` converts the answer; a `ValueError` from it re-asks with `retry`. A recorded answer
     replays only to the same question: same text and options, or with a stable `key` the same key
     and option values (so rewording the question keeps sessions).
+
+    With `timeout` (seconds or a timedelta), TimedOut is raised when no answer comes in time
+    (each retry waits afresh). `remind_after` sends `reminder` (by default the question again)
+    without ending the wait: a number repeats it at that interval until the timeout (once without
+    a timeout), a sequence gives each reminder's offset from the question.
     """
     options = tuple(o if isinstance(o, Option) else Option(o) for o in choices or ())
-    return _ask_call(text, options, parse, retry, key)
+    if timeout is None and remind_after is None:
+        return _ask_call(text, options, parse, retry, key)
+    # a malformed timeout or reminder fails here, where the flow asks
+    wait = get_client_response(timeout, remind_after, Text(text, options) if reminder is None else reminder)
+    return _ask_call(text, options, parse, retry, key, wait)

@@ -19,17 +19,24 @@ import random
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, AsyncIterator, Callable, Literal, Mapping
 
+from convoflow import wakeups
 from convoflow.buttons import ButtonRef
+from convoflow.clock import Clock, SystemClock
 from convoflow.delivery import Deliver, Delivery, DeliveryFailed, Route, reply_of
 from convoflow.dialogs import BaseDialog, resolve
-from convoflow.messages import Incoming, Reply, SessionKey, Text, as_message, channel_of, message_to_dict
+from convoflow.durations import seconds_of
+from convoflow.mailbox import KEEP_EVENTS_SECONDS
+from convoflow.messages import Incoming, Reply, SessionKey, Text, channel_of, message_to_dict
 from convoflow.player import Play
-from convoflow.plays import SuspendedPlays, close_quietly
+from convoflow.plays import SuspendedPlays
 from convoflow.replay import DialogState, state_from_dict
 from convoflow.stores.base import SEEN_LIMIT, Conflict, Session, SessionTooLarge, Store
+from convoflow.timed_turns import Played, TimedTurns
 from convoflow.types import JSON
+from convoflow.wakeups import Outcome
 
 log = logging.getLogger("convoflow.engine")
 
@@ -46,12 +53,6 @@ class TooManyConflicts(Exception):
     def __init__(self, key: Any, attempts: int):
         self.key, self.attempts = key, attempts
         super().__init__(f"session {key}: gave up after {attempts} conflicting commits")
-
-
-Outcome = Literal[
-    "ok", "finished", "restarted", "cancelled", "duplicate",  # handled
-    "failed", "store_error", "undelivered", "conflicted",  # flow raised / store down / send failed
-]
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class Conversation:
     longer be answered. (A change further down is found only by replaying.)"""
 
 
-class Engine:
+class Engine(TimedTurns):
     """Runs one conversation (`dialog_factory()` gives its top dialog) for every session.
 
     `fallback` runs before a session restarts because the code changed under it. `commands` map
@@ -93,6 +94,11 @@ class Engine:
     in memory to skip replays (0 disables it). `handoff_seconds` is how long replies another worker
     committed stay that worker's to deliver before this one takes them over (the other is taken to
     have died between commit and delivery).
+
+    Time and the outside world (convoflow.timed_turns): `clock` gives every due time; a
+    conversation waiting `idle_timeout` for the user (or an event) ends, after `on_idle` runs; an
+    event no wait took is kept `keep_events` seconds; event and start ids are remembered
+    `remember_ids` seconds.
     """
 
     def __init__(
@@ -110,6 +116,11 @@ class Engine:
         max_conflicts: int = 20,
         handoff_seconds: float = 15.0,
         on_turn: Callable[[TurnOutcome], None] | None = None,
+        clock: Clock = SystemClock(),
+        idle_timeout: float | timedelta | None = None,
+        on_idle: Callable[[], BaseDialog[Any]] | None = None,
+        keep_events: float = KEEP_EVENTS_SECONDS,
+        remember_ids: float = wakeups.REMEMBER_IDS_SECONDS,
     ) -> None:
         self.dialog_factory = dialog_factory
         self.store = store
@@ -124,6 +135,12 @@ class Engine:
         self.plays: SuspendedPlays[SessionKey] = SuspendedPlays(max_live)
         self.delivery = Delivery(store, self.plays, handoff_seconds)
         self._locks: dict[SessionKey, tuple[asyncio.Lock, int]] = {}
+        self.clock = clock
+        self.idle_timeout = None if idle_timeout is None else seconds_of(idle_timeout, "idle_timeout") or None
+        self.on_idle = on_idle
+        self.keep_events = keep_events
+        self.remember_ids = max(remember_ids, wakeups.REMEMBER_IDS_SECONDS)
+        self._due_listeners: list[Callable[[float], None]] = []
 
     async def handle(
         self, incoming: Incoming, deliver: Deliver | None = None, on_committed: Callable[[], None] | None = None,
@@ -141,6 +158,17 @@ class Engine:
         but a reply could not be sent yet. A turn whose flow raises, or whose session would outgrow
         the store's size limit, commits the apology instead.
         """
+        return (await self._handle(incoming, deliver, on_committed, only_if_running=only_if_running))[0]
+
+    async def _handle_delivered(self, incoming: Incoming, deliver: Deliver | None) -> tuple[list[Reply], Outcome]:
+        """`handle` of a timer, event or start, with its outcome; a delivery that fails after the
+        commit is logged, not raised (the replies wait in the outbox for the next attempt)."""
+        return await self._handle(incoming, deliver, None, undelivered_raises=False)
+
+    async def _handle(
+        self, incoming: Incoming, deliver: Deliver | None, on_committed: Callable[[], None] | None,
+        *, only_if_running: bool = False, undelivered_raises: bool = True,
+    ) -> tuple[list[Reply], Outcome]:
         started = time.perf_counter()
         key = incoming.key
         outcome: Outcome | None = "store_error"
@@ -152,15 +180,18 @@ class Engine:
             try:
                 async with self._serialised(key):
                     committed, outcome, conflicts = await self._transact(incoming, only_if_running)
-                if committed is None:
-                    return []
+                if committed is None:  # left alone, or nothing to commit (a stale timer, a skipped start)
+                    return [], outcome or "skipped"
                 if on_committed is not None:
                     on_committed()
                 try:
                     replies = await self.delivery.deliver(committed, deliver, everything=outcome == "duplicate")
                 except DeliveryFailed as failed:
-                    outcome, pending = "undelivered", failed.pending
-                    raise
+                    turn, outcome, pending = outcome, "undelivered", failed.pending
+                    if undelivered_raises:
+                        raise
+                    log.warning("%s", failed)
+                    return [], turn or "ok"
             except TooManyConflicts as error:
                 outcome, conflicts = "conflicted", error.attempts
                 raise
@@ -168,7 +199,7 @@ class Engine:
                 if outcome is not None:
                     self._report(TurnOutcome(key, channel, outcome, len(replies), conflicts,
                                              time.perf_counter() - started, pending))
-        return replies
+        return replies, outcome or "ok"
 
     async def resume(self, key: SessionKey, deliver: Deliver | None = None) -> list[Reply]:
         """Take over and deliver whatever a session still has in its outbox (after a crash or a
@@ -216,7 +247,7 @@ class Engine:
                     return False
                 outbox = tuple({**item, "to": address} for item in session.outbox)
                 await self.store.commit(replace(session, key=new, revision=0, outbox=outbox, address=address).advanced())
-                await self.store.commit(session.advanced(state=None, outbox=()))
+                await self.store.commit(session.advanced(state=None, outbox=(), due=None, idle_at=None))
                 self.plays.forget(old)
         log.info("session %s moved to %s", old, new)
         return True
@@ -239,13 +270,16 @@ class Engine:
         update is left alone), the outcome and the number of conflicts."""
         key = incoming.key
         conflicts = 0
-        session = await self.store.load(key) or Session(key)
+        stored = await self.store.load(key)
+        session = stored or Session(key)
         while True:
-            if incoming.id in session.seen:
+            if incoming.id in session.seen or wakeups.is_remembered(session, incoming.id, self.clock.now()):
                 return session, "duplicate", conflicts
             if only_if_running and not session.running:
                 return None, None, conflicts
-            played = await self._turn(session, incoming)
+            played = await self._turn(session, incoming, stored is not None)
+            if played.outcome in ("stale", "skipped", "unknown"):
+                return None, played.outcome, conflicts
             while True:
                 try:
                     committed = await self._commit(session, incoming, played)
@@ -264,16 +298,20 @@ class Engine:
                     # A random pause spreads out workers racing on one session, so the one that
                     # must replay is not beaten every time by the one that need not.
                     await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** min(conflicts, 6)))
-                    session = await self.store.load(key) or Session(key)
+                    stored = await self.store.load(key)
+                    session = stored or Session(key)
                     break
                 if played.play is not None:
                     self.plays.keep(key, committed.revision, played.play)
+                if committed.due is not None:
+                    for listener in self._due_listeners:
+                        listener(committed.due)
                 return committed, played.outcome, conflicts
 
-    async def _commit(self, session: Session, incoming: Incoming, played: _Played) -> Session:
+    async def _commit(self, session: Session, incoming: Incoming, played: Played) -> Session:
         """Commit the turn played on `session`; returns what was committed."""
         session = await self.delivery.caught_up(session)  # an earlier reply of it marked delivered meanwhile
-        committed = self._commit_of(session, incoming, played.state, played.messages)
+        committed = self._commit_of(session, incoming, played.state, played.messages, **played.changes)
         try:
             await self.store.commit(committed)
         except SessionTooLarge as error:
@@ -282,37 +320,31 @@ class Engine:
             log.error("turn dropped in session %s: %s", session.key, error)
             played.discard()
             played.outcome, played.state, played.messages = "failed", session.state, [Text(self.apology)]
-            committed = self._commit_of(session, incoming, played.state, played.messages)
+            # a timer turn that fails is not fired again and again: the session waits for the user
+            played.changes = {"due": None} if incoming.kind == "timer" else {}
+            committed = self._commit_of(session, incoming, played.state, played.messages, **played.changes)
             await self.store.commit(committed)
         return committed
 
-    async def _turn(self, session: Session, incoming: Incoming) -> _Played:
-        """Play the turn: the outcome, the state and replies to commit, and the play to keep live."""
+    async def _turn(self, session: Session, incoming: Incoming, exists: bool) -> Played:
+        """Play the turn: the outcome, the state, replies and other fields to commit, and the play
+        to keep live. `exists`: the session is stored."""
+        if incoming.kind in ("timer", "event", "start"):
+            return await self._timed_turn(session, incoming, exists)
+        return await self._message_turn(session, incoming)
+
+    async def _message_turn(self, session: Session, incoming: Incoming) -> Played:
         command = self.commands.get(incoming.text.split()[0]) if incoming.kind == "command" and incoming.text.strip() else None
         if command == "cancel":
-            return _Played("cancelled", None, [Text(self.cancel_reply)])
+            ended = Played("cancelled", None, [Text(self.cancel_reply)], changes={"due": None, "idle_at": None, "inbox": ()})
+            return await self._then_queued(session, ended)
         if incoming.button is not None:
             found, answer = _button_answer(session, incoming.button)
             if not found:
-                return _Played("ok", session.state, [Text(self.expired_button_reply)])
+                return Played("ok", session.state, [Text(self.expired_button_reply)])
             incoming = replace(incoming, value=answer, button=None)
         fresh = command == "restart" or not session.running
-        try:
-            play = self._play_for(session, fresh)
-            play.begin(incoming.response)
-            done = await play.step_async()
-            messages = [as_message(m) for m in play.outbox]
-            state = play.state.to_dict()
-        except BaseException as error:
-            # Whatever flow code raises (SystemExit from argparse, KeyboardInterrupt, GeneratorExit
-            # misused) ends this turn alone; only a cancellation of the task itself goes on.
-            if isinstance(error, asyncio.CancelledError) and _cancelling():
-                raise
-            log.error("flow failed in session %s; it stays at its last committed state", session.key, exc_info=True)
-            return _Played("failed", session.state, [Text(self.apology)])
-        if done:
-            return _Played("finished", state, messages)
-        return _Played("restarted" if play.mismatch else "ok", state, messages, play)
+        return await self._then_queued(session, await self._played(session, incoming.response, fresh))
 
     def _play_for(self, session: Session, fresh: bool) -> Play:
         """The suspended play of this very revision if it is in memory, else one that replays."""
@@ -327,12 +359,15 @@ class Engine:
             state = DialogState(top.version, top.name)
         else:
             state = state_from_dict(session.state)
-        return Play(top, state, self.fallback() if self.fallback else None, key=session.key)
+        return Play(top, state, self.fallback() if self.fallback else None, key=session.key, clock=self.clock)
 
     def _commit_of(
-        self, session: Session, incoming: Incoming, state: dict[str, Any] | None, messages: list[Any]
+        self, session: Session, incoming: Incoming, state: dict[str, Any] | None, messages: list[Any],
+        **changes: Any,
     ) -> Session:
-        address = incoming.address or session.address
+        """The session after the turn: `state`, `messages` added to the outbox, the incoming id
+        seen; `changes` sets other fields (the due time, the mailbox, the queue, the address)."""
+        address = changes.pop("address", None) or incoming.address or session.address
         seq = session.next_seq
         new = tuple({"seq": seq + i, "to": address, "message": message_to_dict(m)} for i, m in enumerate(messages))
         now = time.time()
@@ -344,6 +379,8 @@ class Engine:
             address=address,
             next_seq=seq + len(new),
             last=new or session.last,
+            remembered=wakeups.remembered_with(session, incoming, self.clock.now(), self.remember_ids),
+            **changes,
         )
 
     # --- bookkeeping ---------------------------------------------------------------------------
@@ -377,33 +414,12 @@ class Engine:
             self.on_turn(outcome)
 
 
-@dataclass
-class _Played:
-    """A turn played, not yet committed."""
-
-    outcome: Outcome
-    state: dict[str, Any] | None
-    messages: list[Any]
-    play: Play | None = None
-    """The play suspended after it, to keep for the next turn."""
-
-    def discard(self) -> None:
-        if self.play is not None:
-            close_quietly(self.play)
-            self.play = None
-
-
 def _same_conversation(now: Session, before: Session) -> bool:
     """Whether `now` differs from `before` in its outbox alone (and revision and time)."""
     return (now.state == before.state and now.next_seq == before.next_seq and now.seen == before.seen
-            and now.last == before.last and now.address == before.address)
-
-
-def _cancelling() -> bool:
-    """Whether the running task is being cancelled (as at shutdown), not just handed a
-    CancelledError some flow code raised."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+            and now.last == before.last and now.address == before.address and now.due == before.due
+            and now.inbox == before.inbox and now.events == before.events and now.queued == before.queued
+            and now.remembered == before.remembered)
 
 
 def _button_answer(session: Session, ref: ButtonRef) -> tuple[bool, Any]:

@@ -22,6 +22,7 @@ If the change is meant to alter how sessions in flight continue:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,9 +33,10 @@ from convoflow.frames import log_entries
 from convoflow import BaseDialog, ask, dialog, send_message
 from convoflow.messages import message_to_dict
 from convoflow.renamed import current_path
+from convoflow import ManualClock
 from convoflow.turns import Engine, TurnOutcome
 from convoflow.stores import MemoryStore, Session
-from tests.histories.record import SCRIPTS, incoming_from
+from tests.histories.record import SCRIPTS, START, TIMED, engine_for, incoming_from, play_turn, session_before
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -48,18 +50,24 @@ async def replay_turn(
     state: dict[str, Any] | None = None,
 ) -> tuple[TurnOutcome, list[dict[str, Any]], dict[str, Any] | None]:
     """Resume the session stored before turn `number` (or `state`) and play that turn with the
-    current code."""
+    current code, at the time it was recorded (a timer firing, an event or a user's update)."""
     bot = load_bot(history["bot"])
-    update = history["turns"][number]["incoming"]
-    incoming = incoming_from(history["bot"], number, update)
+    if dialog_factory is not None:
+        bot = replace(bot, dialog=dialog_factory)
+    turn, previous = history["turns"][number], history["turns"][number - 1]
+    incoming = incoming_from(history["bot"], number, turn["incoming"])
     store = MemoryStore()
-    before = history["turns"][number - 1]["state"] if state is None else state
-    await store.commit(Session(incoming.key).advanced(state=before))
+    await store.commit(session_before(incoming.key, previous, previous["state"] if state is None else state))
     outcomes: list[TurnOutcome] = []
-    engine = Engine(dialog_factory or bot.dialog, store, bot.fallback, app=bot.app, max_live=0, on_turn=outcomes.append)
-    replies = await engine.handle(incoming)
+    clock = ManualClock(previous.get("at", START))
+    engine = engine_for(bot, store, clock, max_live=0, on_turn=outcomes.append)
+    replies = await play_turn(engine, clock, history["bot"], number, turn["incoming"], previous.get("due"))
     session = await store.load(incoming.key)
     assert session is not None
+    if "at" in turn:  # what the session keeps for its timers and waits is as recorded too
+        assert {name: getattr(session, name) for name in TIMED if name != "at"} == {
+            name: turn[name] if name in ("due", "idle_at") else tuple(turn[name]) for name in TIMED if name != "at"}
+        assert clock.now() == turn["at"]
     return outcomes[0], [message_to_dict(reply.message) for reply in replies], session.state
 
 

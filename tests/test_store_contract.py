@@ -41,6 +41,22 @@ class TestStoreContract:
         await store.commit(session)
         assert await store.load(KEY) == session
 
+    async def test_what_time_and_events_keep_with_a_session_round_trips(self, store: Store) -> None:
+        session = first(
+            state={"frame": {"name": "pay", "version": "1.0", "log": [], "pending": {"wait": "<first>", "due": 1_000_900.5}}},
+            due=1_000_600.25,
+            idle_at=1_000_600.25,
+            inbox=({"value": "hello", "at": 1_000_001.0}, {"value": {"media": "image", "source": "x"}, "at": 1_000_002.0}),
+            events=({"name": "shipped", "data": {"$id": [1, None]}, "id": "ev-1", "at": 1_000_003.0, "until": 1_086_403.0},),
+            remembered={"event:ev-1": 1_086_403.0, "start:campaign-7": 1_086_404.5},
+            queued=({"dialog": {"dialog": "bots.x:promo", "args": [], "kwargs": {}}, "id": "campaign-8", "address": {"chat_id": 42}},),
+        )
+        await store.commit(session)
+        assert await store.load(KEY) == session
+        cleared = session.advanced(due=None, idle_at=None, inbox=(), events=(), remembered={}, queued=())
+        await store.commit(cleared)
+        assert await store.load(KEY) == cleared
+
     async def test_due_finds_the_sessions_whose_timers_are_due_earliest_first(self, store: Store) -> None:
         later = first(SessionKey("telegram:7:1", "guessbot"), due=1_000_300.25)
         sooner = first(SessionKey("telegram:7:2", "guessbot"), due=1_000_100.5)

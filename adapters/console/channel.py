@@ -47,6 +47,8 @@ class ConsoleChannel:
         self.stdin, self.stdout = stdin, stdout
         self.echo = not stdin.isatty()  # piped input is not echoed by a terminal: show it
         self._chat: asyncio.Task[None] | None = None
+        self._prompted = False
+        """The prompt is shown and the console waits for the user's line."""
 
     def routes(self) -> list[web.RouteDef]:
         return []
@@ -63,7 +65,11 @@ class ConsoleChannel:
         await self.runner.drain()
 
     async def send(self, reply: Reply) -> None:
+        if self._prompted:  # a timer's message while the user is typing: on a line of its own
+            print(file=self.stdout)
         print(render(reply.message), file=self.stdout, flush=True)
+        if self._prompted:
+            print(USER_PREFIX, end="", file=self.stdout, flush=True)
 
     async def run(self) -> None:
         """Chat until end of input."""
@@ -81,7 +87,9 @@ class ConsoleChannel:
         while True:
             if not self.echo:
                 print(USER_PREFIX, end="", file=self.stdout, flush=True)
+                self._prompted = True
             line = await lines.get()
+            self._prompted = False
             if line is None:
                 break
             if not line.strip():

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import convoflow.bots as bundled_bots
 from convoflow.dialogs import BaseDialog, is_dialog
+from convoflow.durations import seconds_of
 from convoflow.renamed import current_path
 
 DEFAULT_DIALOG = "main"
@@ -26,12 +27,20 @@ class BotImportFailed(BotNotFound):
     message shows where in the user's code, in a few lines, without importlib's own frames."""
 
 
+class BotMisconfigured(BotNotFound):
+    """A setting in the bot's module is malformed (`idle_timeout`, `on_idle`); the message names it."""
+
+
 @dataclass(frozen=True)
 class Bot:
     app: str
     """The conversation's id in the store, e.g. `guessbot`."""
     dialog: Callable[[], BaseDialog[Any]]
     fallback: Callable[[], BaseDialog[Any]] | None
+    idle_timeout: float | None = None
+    """Seconds a conversation may wait for the user before it ends (the module's `idle_timeout`)."""
+    on_idle: Callable[[], BaseDialog[Any]] | None = None
+    """The dialog that runs when a conversation ends for idleness (the module's `on_idle`)."""
 
 
 def load_bot(spec: str) -> Bot:
@@ -49,7 +58,27 @@ def load_bot(spec: str) -> Bot:
     assert found is not None
     fallback = getattr(module, "fallback", None)
     app = stem if dialog_name == DEFAULT_DIALOG else f"{stem}.{dialog_name}"
-    return Bot(app=app, dialog=found, fallback=fallback if is_dialog(fallback) else None)
+    idle_timeout, on_idle = _idle_policy(module, target)
+    return Bot(app=app, dialog=found, fallback=fallback if is_dialog(fallback) else None,
+               idle_timeout=idle_timeout, on_idle=on_idle)
+
+
+def _idle_policy(module: ModuleType, target: str) -> tuple[float | None, Callable[[], BaseDialog[Any]] | None]:
+    """The module's `idle_timeout` (seconds or a timedelta) and `on_idle` (a dialog), checked."""
+    raw, on_idle = getattr(module, "idle_timeout", None), getattr(module, "on_idle", None)
+    timeout = None
+    if raw is not None:
+        try:
+            timeout = seconds_of(raw, f"idle_timeout in {target}")
+        except (TypeError, ValueError) as error:
+            raise BotMisconfigured(str(error)) from None
+        if timeout <= 0:
+            raise BotMisconfigured(f"idle_timeout in {target} must be more than 0 seconds")
+    if on_idle is not None and not is_dialog(on_idle):
+        raise BotMisconfigured(f"on_idle in {target} must be a @dialog function")
+    if on_idle is not None and timeout is None:
+        raise BotMisconfigured(f"{target} sets on_idle but no idle_timeout: set idle_timeout (seconds or a timedelta)")
+    return timeout, on_idle
 
 
 def _is_windows_drive(spec: str) -> bool:

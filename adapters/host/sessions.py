@@ -59,6 +59,14 @@ def describe(session: Session) -> str:
     lines.append("last replies:")
     lines += [_reply_line(item) for item in session.last] or ["  (none)"]
     lines.append(f"seen ids  {len(session.seen)} (latest {session.seen[-1] if session.seen else '-'})")
+    if session.due is not None:
+        lines.append(f"next timer {_when(session.due)}" + (f"  (idle timeout {_when(session.idle_at)})" if session.idle_at else ""))
+    if session.inbox:
+        lines.append(f"kept      {len(session.inbox)} answers sent while the flow waited for something else")
+    for event in session.events:
+        lines.append(f"kept      event {event['name']!r} (id {event['id']}) until {_when(event['until'])}")
+    for queued in session.queued:
+        lines.append(f"queued    start {queued['id']}")
     return "\n".join(lines)
 
 
@@ -70,10 +78,23 @@ def _status(session: Session) -> str:
         return "finished"
     path = []
     frame: Any = state.get("fallback") or state["frame"]
-    while isinstance(frame, dict):
+    while isinstance(frame, dict) and "wait" not in frame:
         path.append(frame["name"])
         frame = frame.get("pending")
-    return f"waiting for input in {' > '.join(path)}" if frame == INPUT else f"in {' > '.join(path)}"
+    return f"{_waiting(frame)} in {' > '.join(path)}" if frame is not None else f"in {' > '.join(path)}"
+
+
+_WAITS = {INPUT: "waiting for input", "<sleep>": "sleeping", "<event>": "waiting for an event",
+          "<first>": "waiting for an answer or an event"}
+
+
+def _waiting(pending: str | dict[str, Any]) -> str:
+    """A wait as stored (a bare name, or a dict with its times), in words."""
+    name = pending if isinstance(pending, str) else pending["wait"]
+    text = _WAITS.get(name, f"waiting at {name}")
+    if isinstance(pending, dict) and pending.get("due") is not None:
+        text += f" until {_when(pending['due'])}"
+    return text
 
 
 def _frame_lines(frame: dict[str, Any], depth: int) -> list[str]:
@@ -87,10 +108,12 @@ def _frame_lines(frame: dict[str, Any], depth: int) -> list[str]:
         repeat = f"  (x{extras['n']})" if "n" in extras else ""
         lines.append(f"{indent}  {label}: {shown[:200]}{repeat}")
     pending = frame.get("pending")
-    if isinstance(pending, dict):
+    if isinstance(pending, dict) and "wait" not in pending:
         lines += _frame_lines(pending, depth + 1)
     elif pending == INPUT:
         lines.append(f"{indent}  ... waiting for the user's answer")
+    elif pending is not None:
+        lines.append(f"{indent}  ... {_waiting(pending)}")
     return lines
 
 

@@ -23,6 +23,13 @@ class Session:
     `last` keeps the replies of the latest turn, so a returning user can be reminded where they are.
     `due` is when the session next needs a turn with no user message (a timer: a sleep ends, a
     question times out, a reminder is due), as Unix seconds (UTC), or None; stores index it.
+
+    What time and the outside world leave with a session (see convoflow.mailbox): `idle_at`, when
+    the conversation ends for idleness (the bot's `idle_timeout`); `inbox`, answers sent while the
+    flow waited for something else; `events`, outside events no wait took yet; `remembered`,
+    event and start ids processed (id -> when it may be forgotten), so a repeat is known for a
+    day or more, not only among the last `seen`; `queued`, proactive starts waiting for the
+    running conversation to end.
     """
 
     key: SessionKey
@@ -36,6 +43,11 @@ class Session:
     created: float = 0.0
     updated: float = 0.0
     due: float | None = None
+    idle_at: float | None = None
+    inbox: tuple[dict[str, Any], ...] = ()
+    events: tuple[dict[str, Any], ...] = ()
+    remembered: dict[str, float] = field(default_factory=dict)
+    queued: tuple[dict[str, Any], ...] = ()
 
     @property
     def running(self) -> bool:
@@ -63,6 +75,11 @@ class Session:
             "created": self.created,
             "updated": self.updated,
             "due": self.due,
+            # kept only when there is something to keep: most sessions never have any
+            **{name: value for name, value in (
+                ("idle_at", self.idle_at), ("inbox", list(self.inbox)), ("events", list(self.events)),
+                ("remembered", self.remembered), ("queued", list(self.queued)),
+            ) if value},
         }
 
     @classmethod
@@ -79,6 +96,11 @@ class Session:
             created=record.get("created", 0.0),
             updated=record.get("updated", 0.0),
             due=record.get("due"),
+            idle_at=record.get("idle_at"),
+            inbox=tuple(record.get("inbox", ())),
+            events=tuple(record.get("events", ())),
+            remembered=dict(record.get("remembered", {})),
+            queued=tuple(record.get("queued", ())),
         )
 
 
