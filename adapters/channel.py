@@ -1,32 +1,56 @@
-"""What the server and the CLI need from a channel."""
+"""The seam between the host and its channels: what every channel implements, and how a reply
+finds its channel.
+
+A channel translates, in both directions: its platform's payloads into `Incoming` updates, which it
+hands to the shared TurnRunner (convoflow.turn_runner: acknowledgement, retries, turns in flight), and
+`Reply` objects into platform calls. It never reads the store: it asks the Engine. A reply's address
+carries everything its channel needs to send it with no update in hand, so any reply (one left
+waiting after a crash, one a timer produced) is routed by the host to the channel its address names.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from aiohttp import web
 
-from convoflow.messages import SessionKey
-from convoflow.runtime import Deliver
+from convoflow.delivery import Route
+from convoflow.messages import Reply
+
+
+class StartFailed(Exception):
+    """A channel could not start, for a reason one of its settings can fix: `setting` names the
+    channel's constructor argument (`api_url`, `webhook_url`), which the host maps to the
+    environment variable or option behind it."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class Channel(Protocol):
     name: str
-    """Also the first part of the partition of every session the channel keeps (`telegram:...`)."""
+    """The channel's name: every address it makes says `via` this name (`Reply.channel`)."""
 
     def routes(self) -> list[web.RouteDef]:
         """HTTP routes this channel serves on the shared server (may be empty)."""
         ...
 
     async def start(self) -> None:
-        """Begin taking updates (polling, a socket, webhook registration)."""
+        """Begin taking updates (polling, a socket, webhook registration, a terminal)."""
         ...
 
     async def stop(self) -> None:
-        """Stop taking updates and finish the turns in flight."""
+        """Stop taking updates, let the turns in flight finish, release what `start` took."""
         ...
 
-    def deliverer(self, key: SessionKey) -> Deliver | None:
-        """How to deliver a session's replies outside a turn (replies left waiting after a crash or
-        a failed delivery), or None when the session is not this channel's."""
+    async def send(self, reply: Reply) -> None:
+        """Deliver one reply to the place its address names. Raises convoflow.delivery.Undeliverable
+        when it never can be (it is dropped), any other error when it may later."""
         ...
+
+
+def router(channels: Sequence[Channel]) -> Route:
+    """Each reply to the channel its address names, or None when none of `channels` is it."""
+    by_name = {channel.name: channel.send for channel in channels}
+    return lambda reply: by_name.get(reply.channel)

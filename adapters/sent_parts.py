@@ -24,7 +24,7 @@ from collections import Counter, OrderedDict
 from typing import Awaitable, Callable, Iterable, TypeVar
 
 from convoflow.messages import Reply, message_to_dict
-from convoflow.runtime import Undeliverable
+from convoflow.delivery import Undeliverable
 
 Part = TypeVar("Part")
 

@@ -42,7 +42,12 @@ def decode_button(data: str) -> JSON | ButtonRef:
     if match:
         return ButtonRef(int(match[1]), int(match[2]))
     try:
-        value: JSON = json.loads(data)
-    except ValueError:
+        value: JSON = json.loads(data, parse_constant=_not_json)
+    except (ValueError, RecursionError):
         raise ValueError(f"button payload {data[:80]!r} is neither JSON nor a reference") from None
     return value
+
+
+def _not_json(constant: str) -> None:
+    """Python's json reads NaN and Infinity, which no answer we encode holds (nor could a store keep)."""
+    raise ValueError(f"{constant} is not JSON")

@@ -7,7 +7,7 @@ import importlib
 import inspect
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable, Generic, Literal, Sequence, TypeVar
+from typing import Any, Callable, Generic, Literal, Sequence, TypeVar, overload
 
 from convoflow.durations import next_reminder, reminder_offsets, seconds_of
 
@@ -89,12 +89,19 @@ class AsyncGenDialog(DialogCall[T]):
     """An async generator function that yields steps and `dialog_result(x)` to return."""
 
 
-def dialog(version: str = DEFAULT_VERSION, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+@overload
+def dialog(version: Callable[..., Any], /) -> Callable[..., Any]: ...
+@overload
+def dialog(version: str = DEFAULT_VERSION, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+def dialog(version: Any = DEFAULT_VERSION, name: str | None = None) -> Any:
     """Turn a function into a dialog: calling it returns a `DialogCall` to yield or `run()`.
+    Written `@dialog`, `@dialog()` or `@dialog(version="2", name="signup")`.
 
     Bump `version` when a change would make recorded sessions replay differently: stored sessions
     of another version restart (after the fallback dialog, if one is given).
     """
+    if callable(version):  # `@dialog` without parentheses: the function itself
+        return dialog()(version)
 
     return functools.partial(decorate, version=version, name=name)
 

@@ -145,8 +145,36 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Reply:
-    """A message on its way to a user: what to send and where. `seq` orders a session's replies."""
+    """A message on its way to a user: what to send and where. `seq` orders a session's replies.
+
+    The address carries everything its channel needs to deliver it, with no update in hand (the
+    sweep, timers): its `via` names the channel, and the channel puts in the rest (chat, thread,
+    workspace) when it makes the update's `Incoming`.
+    """
 
     seq: int
     message: Message
     address: dict[str, JSON]
+    key: SessionKey | None = None
+    """The session the reply belongs to."""
+
+    @property
+    def channel(self) -> str:
+        return channel_of(self.address, self.key)
+
+
+VIA = "via"
+"""The address field naming the channel that delivers to it."""
+
+
+def channel_of(address: dict[str, JSON], key: SessionKey | None) -> str:
+    """The name of the channel that delivers to `address`.
+
+    Addresses stored before channels named themselves in them (and those of updates made without a
+    channel, in tests) have no `via`: for those, and only here, the first part of the session's
+    partition names the channel (`telegram:7:42` is Telegram's).
+    """
+    via = address.get(VIA)
+    if isinstance(via, str):
+        return via
+    return key.partition.partition(":")[0] if key is not None else ""

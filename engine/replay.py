@@ -80,7 +80,6 @@ class DialogState:
         """The goto target running as the top dialog, as stored (its arguments encoded)."""
         self.result: Result[Any] | None = None
         self.fallback: Frame | None = None
-        self.live: Any = None  # the suspended run of this very object (not stored)
 
     @property
     def name(self) -> str:

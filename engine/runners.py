@@ -14,6 +14,7 @@ from typing import Any, Callable, Generic, Literal, Protocol, Sequence, TypeVar
 from convoflow.fingerprints import ask_fingerprint
 from convoflow.messages import Option, Text
 from convoflow.player import Play
+from convoflow.plays import SuspendedPlays, close_quietly
 from convoflow.replay import DialogState, new_empty_state
 from convoflow.dialogs import BaseDialog, GenDialog, decorate, get_client_response, send_message
 
@@ -62,19 +63,26 @@ class InMemoryPersistence(Generic[M]):
         self.state = state
 
 
+SUSPENDED: SuspendedPlays[int] = SuspendedPlays(10_000)
+"""The seed runners' suspended plays, by the identity of the state they play (a kept play holds its
+state, so the identity stays unique while it is kept)."""
+
+
 def prepare(dialog: BaseDialog[Any], state: DialogState, fallback: BaseDialog[Any] | None, response: Any) -> Play:
-    """The play for this turn: the suspended one kept on `state`, or a new one that replays."""
-    play = state.live
-    if not isinstance(play, Play) or not play.usable or play.top != dialog or play.fallback != fallback:
+    """The play for this turn: the one suspended playing `state`, or a new one that replays."""
+    play = SUSPENDED.take(id(state), state)  # taken out; kept again only when the turn completes
+    if play is None or play.top != dialog or play.fallback != fallback:
+        if play is not None:
+            close_quietly(play)
         play = Play(dialog, state, fallback)
-    state.live = None  # re-attached only when the turn completes
     play.begin(response)
     return play
 
 
 def finish(play: Play, done: bool) -> DialogStep:
     state = play.state
-    state.live = None if done else play
+    if not done:
+        SUSPENDED.keep(id(state), state, play)
     messages = list(play.outbox)
     if done:
         return DialogStepDone(state.return_value, messages)

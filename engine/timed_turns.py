@@ -6,16 +6,19 @@ part of the Engine decides what it plays.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from convoflow import wakeups
 from convoflow.clock import Clock
+from convoflow.delivery import Deliver
 from convoflow.dialogs import BaseDialog, resolve
 from convoflow.mailbox import Fired, Signal
 from convoflow.messages import Incoming, Reply, SessionKey, Text, as_message
 from convoflow.player import Play
+from convoflow.plays import SuspendedPlays, close_quietly
 from convoflow.replay import DialogState
 from convoflow.stores.base import Session
 from convoflow.types import JSON
@@ -23,8 +26,6 @@ from convoflow.values import decode
 from convoflow.wakeups import IfRunning, Outcome, SignalOutcome, StartOutcome
 
 log = logging.getLogger("convoflow.engine")
-
-Deliver = Callable[[Reply], Awaitable[None]]
 
 
 @dataclass
@@ -36,12 +37,13 @@ class Played:
     state: dict[str, Any] | None
     messages: list[Any]
     play: Play | None = None
+    """The play suspended after it, to keep for the next turn."""
     changes: dict[str, Any] = field(default_factory=dict)
 
-
-def running(session: Session) -> bool:
-    """A conversation is in progress: started, neither finished nor cancelled."""
-    return session.state is not None and "result" not in session.state
+    def discard(self) -> None:
+        if self.play is not None:
+            close_quietly(self.play)
+            self.play = None
 
 
 class TimedTurns:
@@ -56,6 +58,7 @@ class TimedTurns:
     idle_timeout: float | None
     on_idle: Callable[[], BaseDialog[Any]] | None
     keep_events: float
+    plays: SuspendedPlays[SessionKey]
     _due_listeners: list[Callable[[float], None]]
 
     # --- the API -------------------------------------------------------------------------------
@@ -96,7 +99,7 @@ class TimedTurns:
 
     # --- the turns -----------------------------------------------------------------------------
 
-    async def _timed_turn(self, session: Session, incoming: Incoming, exists: bool) -> Played:
+    async def _timed_turn(self, session: Session, incoming: Incoming) -> Played:
         """The turn of a timer, an event or a start."""
         now = self.clock.now()
         if incoming.kind == "timer":
@@ -107,10 +110,10 @@ class TimedTurns:
                 return await self._then_queued(session, await self._ended_idle(session))
             return await self._then_queued(session, await self._played(session, Fired(due), fresh=False))
         if incoming.kind == "event":
-            if not exists:
+            if session.revision == 0:  # never stored: no conversation to tell
                 return Played("unknown", None, [])
             signal = Signal(incoming.text, incoming.value, incoming.id.removeprefix("event:"))
-            if not running(session):
+            if not session.running:
                 mailbox = wakeups.mailbox_of(session, self.keep_events)
                 mailbox.keep_event(signal, now)
                 return Played("kept", session.state, [], changes=wakeups.mailbox_fields(mailbox))
@@ -124,7 +127,7 @@ class TimedTurns:
         start = incoming.value
         assert isinstance(start, dict)
         spec, if_running = start["dialog"], start["if_running"]
-        if running(session):
+        if session.running:
             if if_running == "skip" or (if_running == "queue" and len(session.queued) >= wakeups.QUEUE_LIMIT):
                 return Played("skipped", None, [])
             if if_running == "queue":
@@ -133,7 +136,7 @@ class TimedTurns:
                 return Played("queued", session.state, [], changes={"queued": (*session.queued, entry),
                                                                      "address": session.address})
         played = await self._played(session, None, fresh=True, start=spec)
-        if played.outcome != "failed" and running(session):
+        if played.outcome != "failed" and session.running:
             played.outcome = "replaced"
         elif played.outcome != "failed":
             played.outcome = "started"
@@ -160,7 +163,7 @@ class TimedTurns:
 
     async def _ended_idle(self, session: Session) -> Played:
         """The conversation waited too long for the user: it ends, and `on_idle` says so."""
-        self._forget(session.key)
+        self.plays.forget(session.key)
         messages: list[Any] = []
         if self.on_idle is not None:
             dialog = self.on_idle()
@@ -172,7 +175,7 @@ class TimedTurns:
             except Exception:
                 log.exception("on_idle failed in session %s; the conversation ends without it", session.key)
             finally:
-                play.close()
+                close_quietly(play)
         log.info("session %s ended: idle for %g s", session.key, self.idle_timeout or 0)
         return Played("idle", None, messages, changes={"due": None, "idle_at": None, "inbox": ()})
 
@@ -185,8 +188,12 @@ class TimedTurns:
             done = await play.step_async()
             messages = [as_message(m) for m in play.outbox]
             state = play.state.to_dict()
-        except Exception:
-            log.exception("flow failed in session %s; it stays at its last committed state", session.key)
+        except BaseException as error:
+            # Whatever flow code raises (SystemExit from argparse, KeyboardInterrupt, GeneratorExit
+            # misused) ends this turn alone; only a cancellation of the task itself goes on.
+            if isinstance(error, asyncio.CancelledError) and _cancelling():
+                raise
+            log.error("flow failed in session %s; it stays at its last committed state", session.key, exc_info=True)
             # A timer turn that fails is not fired again and again: the session waits for the user.
             changes = {"due": None} if isinstance(arrival, Fired) else {}
             return Played("failed", session.state, [Text(self.apology)], changes=changes)
@@ -197,7 +204,7 @@ class TimedTurns:
 
     def _play_of(self, session: Session, spec: Any) -> Play:
         """A play of a new conversation with the dialog `spec` names (None: the bot's own)."""
-        self._forget(session.key)
+        self.plays.forget(session.key)
         top = self.dialog_factory()
         state = DialogState(top.version, top.name)
         if spec is not None:
@@ -211,8 +218,12 @@ class TimedTurns:
     def _play_for(self, session: Session, fresh: bool) -> Play:
         raise NotImplementedError
 
-    def _forget(self, key: Any) -> None:
-        raise NotImplementedError
-
     async def _handle_delivered(self, incoming: Incoming, deliver: Deliver | None) -> tuple[list[Reply], Outcome]:
         raise NotImplementedError
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (as at shutdown), not just handed a
+    CancelledError some flow code raised."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -6,7 +6,7 @@ import pytest
 
 from convoflow import Incoming, Option, Reply, SessionKey, Text, ask, dialog, send_message
 from convoflow.buttons import ButtonRef, decode_button, encode_button
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore
 
 KEY = SessionKey("test:1", "buttons")
@@ -30,7 +30,8 @@ def test_limit_counts_utf8_bytes_not_characters() -> None:
     assert decode_button(encode_button(answer, 1, 0, limit_bytes=64)) == ButtonRef(1, 0)
 
 
-@pytest.mark.parametrize("data", ["", "#", "#1", "#a.b", "not json", "{broken"])
+@pytest.mark.parametrize("data", ["", "#", "#1", "#a.b", "not json", "{broken", "NaN", "[Infinity]", "-Infinity",
+                                  "[" * 5000 + "]" * 5000])
 def test_a_payload_we_never_made_is_refused(data: str) -> None:
     with pytest.raises(ValueError):
         decode_button(data)

@@ -8,10 +8,13 @@ import textwrap
 
 import pytest
 
+from convoflow.adapters.channel import Channel, router
 from convoflow.adapters.console.channel import ConsoleChannel, render
 from convoflow.adapters.host.loader import load_bot
-from convoflow.messages import Media, Option, Text
-from convoflow.runtime import Engine
+from convoflow.delivery import DeliveryFailed
+from convoflow.messages import Incoming, Media, Option, Reply, SessionKey, Text
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore, Store
 
 
@@ -19,7 +22,7 @@ async def chat(bot_spec: str, lines: str, store: Store | None = None, session: s
     bot = load_bot(bot_spec)
     engine = Engine(bot.dialog, store or MemoryStore(), bot.fallback, app=bot.app)
     out = io.StringIO()
-    await ConsoleChannel(engine, session=session, stdin=io.StringIO(lines), stdout=out).run()
+    await ConsoleChannel(TurnRunner(engine), session=session, stdin=io.StringIO(lines), stdout=out).run()
     return out.getvalue()
 
 
@@ -143,3 +146,25 @@ async def test_a_finished_conversation_starts_again_on_the_next_run(secret_four:
 def test_render_media_and_options() -> None:
     assert render(Media("image", "https://example.org/cat.png", "A cat")) == "bot> [image: https://example.org/cat.png] A cat"
     assert render(Text("Pick\none", (Option("A"), Option("B", 2)))) == "bot> Pick\n     one\n     1) A\n     2) B"
+
+
+async def test_the_console_is_a_channel_replies_with_no_update_in_hand_reach_it(secret_four: None) -> None:
+    """Replies left waiting (here: committed while the terminal was unreachable) are routed by the
+    host to the channel their address names, the console as any other."""
+    store = MemoryStore()
+    bot = load_bot("bots/guessbot.py")
+    engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, handoff_seconds=0)
+    out = io.StringIO()
+    console: Channel = ConsoleChannel(TurnRunner(engine), session="test", stdin=io.StringIO(""), stdout=out)
+    assert console.name == "console" and console.routes() == []
+    await console.start()  # starts the conversation
+    key = SessionKey("console:test", "guessbot")
+
+    async def unreachable(reply: Reply) -> None:
+        raise OSError("terminal gone")
+
+    with pytest.raises(DeliveryFailed):
+        await engine.handle(Incoming(key, "typed-elsewhere", text="9", address={"via": "console"}), unreachable)
+    assert await engine.redeliver_waiting(router([console])) == 2
+    await console.stop()
+    assert out.getvalue().endswith("bot> Lower!\nbot> Your guess?\n")

@@ -7,7 +7,8 @@ import asyncio
 from typing import Any
 
 from convoflow import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
-from convoflow.runtime import DeliveryFailed, Engine
+from convoflow.delivery import DeliveryFailed
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore, Store
 
 KEY = SessionKey("test:1", "echo")
@@ -179,3 +180,25 @@ async def test_a_redelivery_is_reported_processed_while_the_first_attempt_still_
     slow.hold.set()
     await asyncio.gather(first, again)
     assert sent == [("a", "echo one")]
+
+
+async def test_the_next_turn_commits_while_a_reply_is_on_its_way_and_replies_keep_their_order() -> None:
+    store, sent = MemoryStore(), []
+    await started(store)
+    engine = worker(store)
+    slow = Outlet("a", sent)
+    slow.hold = asyncio.Event()
+    committed: list[str] = []
+    turns = [asyncio.create_task(engine.handle(update(n, text), slow, lambda text=text: committed.append(text)))
+             for n, text in enumerate(["one", "two", "three"], 1)]
+    while len(committed) < 3:  # each commits while "echo one" is held on its way
+        await asyncio.sleep(0.001)
+    session = await store.load(KEY)
+    assert session is not None and [item["message"]["text"] for item in session.outbox] == ["echo one", "echo two", "echo three"]
+    assert sent == []
+    slow.hold.set()
+    delivered = await asyncio.gather(*turns)
+    assert sent == [("a", "echo one"), ("a", "echo two"), ("a", "echo three")]  # in order, each once
+    assert [[r.seq for r in replies] for replies in delivered] == [[1], [2], [3]]  # each turn delivered its own
+    final = await store.load(KEY)
+    assert final is not None and final.outbox == ()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from convoflow import Incoming, Reply, SessionKey, Text, ask, dialog, send_message
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.stores import Store
 
 from tests.support.store_backends import STORE_BACKENDS, open_backend

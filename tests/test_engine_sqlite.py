@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from convoflow import Incoming, Reply, SessionKey, Text, ask, dialog, send_message
-from convoflow.runtime import DeliveryFailed, Engine
+from convoflow.delivery import DeliveryFailed
+from convoflow.turns import Engine
 from convoflow.stores import open_store
 
 KEY = SessionKey("console:ada", "pizza")

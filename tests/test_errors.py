@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from convoflow import Incoming, SessionKey, StepFailed, Text, ask, dialog, get_client_response, send_message
-from convoflow.runtime import Engine, TurnOutcome
+from convoflow.turns import Engine, TurnOutcome
 from convoflow.stores import open_store
 from tests.support.dialog_helpers import JsonPersistence, chat, said
 

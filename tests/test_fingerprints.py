@@ -19,7 +19,7 @@ import pytest
 from convoflow import (
     BaseDialog, Incoming, Option, SessionKey, Text, ask, dialog, get_client_response, send_message,
 )
-from convoflow.runtime import Engine, TurnOutcome
+from convoflow.turns import Engine, TurnOutcome
 from convoflow.stores import open_store
 from tests.support.dialog_helpers import JsonPersistence, chat, said, stored
 

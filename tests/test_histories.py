@@ -34,7 +34,7 @@ from convoflow import BaseDialog, ask, dialog, send_message
 from convoflow.messages import message_to_dict
 from convoflow.renamed import current_path
 from convoflow import ManualClock
-from convoflow.runtime import TurnOutcome
+from convoflow.turns import TurnOutcome
 from convoflow.stores import MemoryStore
 from tests.histories.record import SCRIPTS, START, TIMED, engine_for, incoming_from, play_turn, session_before
 

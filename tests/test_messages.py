@@ -6,7 +6,7 @@ import pytest
 
 from convoflow import Incoming, Media, Option, SessionKey, Text, ask, dialog
 from convoflow.messages import as_message, message_from_dict, message_to_dict
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore
 
 KEY = SessionKey("test:1", "messages")

@@ -24,7 +24,7 @@ from pymongo import AsyncMongoClient, monitoring
 
 from convoflow import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
 from convoflow.replay import INPUT, log_entries
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.stores import Conflict, Session, StoreError, open_store
 from convoflow.stores.mongo import (
     BSON_LIMIT,
@@ -292,6 +292,22 @@ class TestDocuments:
             for replica in replicas:
                 await replica.close()
 
+    async def test_a_read_only_store_writes_nothing_and_creates_no_index(self, mongo_uri: str, raw: Any) -> None:
+        reader = open_store(mongo_uri, read_only=True)
+        try:
+            assert await reader.list_sessions() == [] and await reader.load(KEY) is None
+            with pytest.raises(StoreError, match="read-only"):
+                await reader.commit(first())
+            with pytest.raises(StoreError, match="read-only"):
+                await reader.mark_delivered(KEY, 1, 1)
+            assert await raw.list_collection_names() == []
+            writer = MongoStore.from_url(mongo_uri)
+            await writer.commit(first())
+            await writer.close()
+            assert [s.key for s in await reader.list_sessions()] == [KEY]
+        finally:
+            await reader.close()
+
     async def test_ttl_index_and_expiry_dates_when_configured(self, mongo_uri: str, raw: Any) -> None:
         expiring = MongoStore.from_url(mongo_uri + "&ttlSeconds=3600")
         lasting = MongoStore.from_url(mongo_uri)
@@ -481,7 +497,7 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
 BOT = """
 import asyncio, json, os, signal, sys
 from convoflow import Incoming, SessionKey, dialog, get_client_response, send_message
-from convoflow.runtime import Engine, TooManyConflicts
+from convoflow.turns import Engine, TooManyConflicts
 from convoflow.stores import open_store
 
 @dialog(version="1")

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from convoflow.adapters.host.logs import MASK, setup_logging
 from convoflow.adapters.host.metrics import MeteredStore, Metrics
 from convoflow import Incoming, SessionKey, dialog, get_client_response, send_message
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore
 
 

@@ -22,7 +22,8 @@ from convoflow import (
     get_client_response,
     send_message,
 )
-from convoflow.runtime import DeliveryFailed, Engine, TurnOutcome, Undeliverable
+from convoflow.delivery import DeliveryFailed, Undeliverable
+from convoflow.turns import Engine, TurnOutcome
 from convoflow.stores import MemoryStore, Session
 from tests.support.flows import SCRIPTS
 
@@ -371,3 +372,47 @@ async def test_only_the_most_recent_sessions_stay_in_memory() -> None:
     # three sessions, room for two: each new one evicted the oldest, which then had to replay
     assert len(notes_started) == 6
 
+
+
+# --- what a channel may ask: is a conversation running, and can its question still be answered ---
+
+
+@dialog(version="1")
+def survey_v1() -> Any:
+    yield ask("Your name?")
+    yield ask("Your colour?")
+
+
+@dialog(version="2", name="survey_v1")
+def survey_v2() -> Any:
+    yield ask("Your name?")
+
+
+@dialog()
+def apology() -> Any:
+    yield send_message("We changed; tell us anything to start over")
+    yield get_client_response()
+
+
+async def test_the_engine_says_whether_a_conversation_runs_and_still_matches_the_code() -> None:
+    store = MemoryStore()
+    old = Engine(survey_v1, store, app="survey")
+    user = User(old, SessionKey("console:ann", "survey"))
+    assert await old.conversation(user.key) is None
+    await user.say("hi")
+    assert await status(old, user.key) == "running"
+    new = Engine(survey_v2, store, apology, app="survey")
+    assert await status(new, user.key) == "outdated"  # its question went with version 1
+    returning = User(new, user.key)
+    returning.ids = count(10)  # ids of its own, as a new process's updates have
+    assert await returning.say("x") == ["We changed; tell us anything to start over"]
+    assert await status(new, user.key) == "running"  # in the fallback, which is this code's
+    assert await status(old, user.key) == "outdated"  # an engine without that fallback
+
+
+async def status(engine: Engine, key: SessionKey) -> str:
+    conversation = await engine.conversation(key)
+    assert conversation is not None and conversation.running
+    return "outdated" if conversation.outdated else "running"
+    await user.say("/cancel")
+    assert await new.conversation(user.key) == "none"

@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 from convoflow.adapters.host.serve import serve
 from convoflow.adapters.host.app import MAX_BODY_BYTES
 from convoflow import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
-from convoflow.runtime import Deliver, DeliveryFailed, Engine
+from convoflow.delivery import DeliveryFailed
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore
 
 
@@ -47,8 +48,8 @@ class RecordingChannel:
     async def stop(self) -> None:
         self.events.append("stop")
 
-    def deliverer(self, key: SessionKey) -> Deliver | None:
-        return None
+    async def send(self, reply: Reply) -> None:
+        raise AssertionError("nothing to deliver here")
 
 
 class ClosableStore(MemoryStore):
@@ -116,7 +117,7 @@ def echo():
 
 
 class OutletChannel:
-    """A channel without routes whose sessions are `outlet:...`; records what it delivers."""
+    """A channel without routes; records what it delivers."""
 
     name = "outlet"
 
@@ -133,26 +134,26 @@ class OutletChannel:
     async def stop(self) -> None:
         pass
 
-    def deliverer(self, key: SessionKey) -> Deliver | None:
-        async def deliver(reply: Reply) -> None:
-            assert isinstance(reply.message, Text)
-            self.delivered.append(f"{key.partition}: {reply.message.text}")
-            self.got_one.set()
-
-        return deliver if key.partition.startswith("outlet:") else None
+    async def send(self, reply: Reply) -> None:
+        assert isinstance(reply.message, Text) and reply.key is not None
+        self.delivered.append(f"{reply.key.partition} {reply.address}: {reply.message.text}")
+        self.got_one.set()
 
 
 async def test_replies_left_waiting_are_swept_up_and_delivered_through_their_channel() -> None:
+    """The sweep routes each reply by its address: the channel it names (`via`), or, for addresses
+    stored before they named one, the first part of the partition."""
     store = MemoryStore()
     crashed = Engine(echo, store)  # commits, then its delivery fails (as if it died)
 
     async def unreachable(reply: Reply) -> None:
         raise ConnectionError("platform down")
 
-    for partition in ("outlet:1", "elsewhere:2"):
-        await crashed.handle(Incoming(SessionKey(partition, "echo"), "u0", text="start"))
+    addressed = {"outlet:1": {}, "elsewhere:2": {}, "web:3": {"via": "outlet", "to": 3}, "outlet:4": {"via": "elsewhere"}}
+    for partition, address in addressed.items():
+        await crashed.handle(Incoming(SessionKey(partition, "echo"), "u0", text="start", address=address))
         try:
-            await crashed.handle(Incoming(SessionKey(partition, "echo"), "u1", text="hello"), unreachable)
+            await crashed.handle(Incoming(SessionKey(partition, "echo"), "u1", text="hello", address=address), unreachable)
         except DeliveryFailed:
             pass
 
@@ -161,10 +162,13 @@ async def test_replies_left_waiting_are_swept_up_and_delivered_through_their_cha
     server = asyncio.create_task(
         serve([channel], store, CollectorRegistry(), "127.0.0.1", free_port(), stop, engine=engine, sweep_seconds=0.05)
     )
-    await asyncio.wait_for(channel.got_one.wait(), 10)
+    while len(channel.delivered) < 2:
+        await asyncio.wait_for(channel.got_one.wait(), 10)
+        channel.got_one.clear()
     await asyncio.sleep(0.2)  # more sweeps: nothing is sent twice
     stop.set()
     await asyncio.wait_for(server, 10)
-    assert channel.delivered == ["outlet:1: echo hello"]
-    left = await store.load(SessionKey("elsewhere:2", "echo"))
-    assert left is not None and len(left.outbox) == 1  # no channel here for it: left alone
+    assert sorted(channel.delivered) == ["outlet:1 {}: echo hello", "web:3 {'via': 'outlet', 'to': 3}: echo hello"]
+    for partition in ("elsewhere:2", "outlet:4"):
+        left = await store.load(SessionKey(partition, "echo"))
+        assert left is not None and len(left.outbox) == 1  # no channel here for it: left alone

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import time
 from pathlib import Path
 from typing import AsyncIterator
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -18,9 +21,12 @@ from prometheus_client import CollectorRegistry
 from convoflow.adapters.host.serve import serve
 from convoflow.adapters.slack.channel import SlackChannel
 from convoflow import Media, Option, Text, ask, dialog, send_message
-from convoflow.messages import Incoming, SessionKey
-from convoflow.runtime import Engine
-from convoflow.stores import MemoryStore, Session
+from convoflow.messages import Incoming, Reply, SessionKey
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
+from convoflow.adapters.host.loader import load_bot
+from convoflow.stores import MemoryStore, Session, StoreError
+from convoflow.stores.base import Conflict
 from convoflow.stores.sqlite import SQLiteStore
 from tests.support.fake_slack import FakeSlack
 from tests.support.slack_harness import SlackApp, bot_engine, play_guessbot, running_slack
@@ -185,14 +191,107 @@ async def test_requests_not_signed_by_slack_are_refused_and_nothing_happens(fake
     assert await store.list_sessions() == []
 
 
-async def test_malformed_bodies_get_400_when_signed_and_401_when_not(fake: FakeSlack) -> None:
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(("body", "content_type", "why"), [
+    ("{not json", "application/json", "body is not JSON"),
+    ("payload=%7Bnot+json", "application/json", "body is not JSON"),
+    ("payload=%7Bnot+json", FORM, "the form's payload is not JSON"),
+    ("[" * 5000 + "]" * 5000, "application/json", "body is nested too deeply to read"),
+    ("payload=" + "%5B" * 5000 + "%5D" * 5000, FORM, "the form's payload is nested too deeply to read"),
+    ("just words", "text/plain", "body is neither JSON nor form data"),
+])
+async def test_bodies_that_are_not_json_or_form_data_get_400_when_signed_and_401_when_not(
+    fake: FakeSlack, caplog: pytest.LogCaptureFixture, body: str, content_type: str, why: str
+) -> None:
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/guessbot.py", store), fake) as app:
+        signed = await app.post(body, signed_headers(body, content_type=content_type))
+        assert (signed.status, signed.text) == (400, why), body[:50]
+        assert (await app.post(body, {"Content-Type": content_type})).status == 401
+    assert why in caplog.text
+    assert fake.called("chat.postMessage") == [] and await store.list_sessions() == []
+
+
+async def test_a_body_that_is_not_utf8_gets_400_when_signed(fake: FakeSlack) -> None:
     async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
-        for body in ["{not json", "[1, 2]", '{"type": "event_callback", "event": "nope"}',
-                     "payload=%7Bnot+json", 'payload={"type": "block_actions", "actions": 7}']:
-            signed = await app.post(body, signed_headers(body))
-            assert (signed.status, signed.text) == (400, "malformed Slack payload"), body
-            assert (await app.post(body, {"Content-Type": "application/json"})).status == 401, body
-    assert fake.called("chat.postMessage") == []
+        body = b'{"type": "event_callback", "text": "\xff\xfe"}'.replace(b"\\xff\\xfe", b"\xff\xfe")
+        stamp = str(int(time.time()))
+        signature = "v0=" + hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature}
+        async with app.http.post(app.base_url + "/slack/events", data=body, headers=headers) as response:
+            assert (response.status, await response.text()) == (400, "body is not UTF-8 text")
+        async with app.http.post(app.base_url + "/slack/events", data=body,
+                                 headers={**headers, "X-Slack-Signature": "v0=" + "0" * 64}) as response:
+            assert response.status == 401
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"},
+    {"X-Slack-Request-Timestamp": "１２３", "X-Slack-Signature": "v0=00"},
+    {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=é"},
+])
+async def test_signature_headers_that_are_no_signature_get_401(fake: FakeSlack, headers: dict[str, str]) -> None:
+    async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
+        body = json.dumps(event_callback(dm("hi")))
+        assert (await app.post(body, {"Content-Type": "application/json", **headers})).status == 401
+
+
+def mistyped(change: str) -> tuple[str, str]:
+    """A realistic payload with one field mistyped; (body, content type)."""
+    event = event_callback(dm("hi"))
+    if change == "type false":
+        return json.dumps({**event, "type": False}), "application/json"
+    if change == "enterprise_id list":
+        return json.dumps({**event, "enterprise_id": ["E1"], "authorizations": None}), "application/json"
+    if change == "event not an object":
+        return json.dumps({**event, "event": "nope"}), "application/json"
+    if change == "channel a list":
+        return json.dumps({**event, "event": {**event["event"], "channel": ["D111"]}}), "application/json"
+    if change == "user a number":
+        return json.dumps({**event, "event": {**event["event"], "user": 7}}), "application/json"
+    if change == "text NaN":
+        return json.dumps({**event, "event": {**event["event"], "text": float("nan")}}), "application/json"
+    if change == "subtype a list":
+        return json.dumps({**event, "event": {**event["event"], "subtype": []}}), "application/json"
+    if change == "team an int":
+        return json.dumps({**event, "authorizations": [{**event["authorizations"][0], "team_id": 5}]}), "application/json"
+    if change == "channel with a slash":
+        return json.dumps({**event, "event": {**event["event"], "channel": "D1/../x"}}), "application/json"
+    if change == "a JSON list":
+        return "[1, 2]", "application/json"
+    if change == "actions not a list":
+        return urlencode({"payload": json.dumps({"type": "block_actions", "actions": 7})}), FORM
+    if change == "unknown payload type":
+        return json.dumps({**event, "type": "something_new"}), "application/json"
+    raise AssertionError(change)
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ("type false", "malformed"), ("enterprise_id list", "malformed"), ("event not an object", "malformed"),
+    ("channel a list", "malformed"), ("user a number", "malformed"), ("text NaN", "malformed"),
+    ("subtype a list", "malformed"), ("team an int", "malformed"), ("channel with a slash", "malformed"),
+    ("actions not a list", "malformed"), ("a JSON list", "not_an_update"), ("unknown payload type", "unsupported"),
+])
+async def test_signed_payloads_slack_would_never_send_are_acknowledged_logged_and_not_handled(
+    fake: FakeSlack, caplog: pytest.LogCaptureFixture, change: str, reason: str
+) -> None:
+    """A retry cannot help, and failures make Slack disable the event subscription: 200."""
+    store = MemoryStore()
+    async with running_slack(bot_engine("bots/guessbot.py", store), fake) as app:
+        body, content_type = mistyped(change)
+        reply = await app.post(body, signed_headers(body, content_type=content_type))
+        assert (reply.status, reply.text) == (200, f"unhandled: {reason}")
+        assert (await app.post(body, {"Content-Type": content_type})).status == 401
+        await asyncio.sleep(0.1)
+        assert fake.called("chat.postMessage") == [] and await store.list_sessions() == []
+        [warning] = [r for r in caplog.records if r.name == "convoflow.webhooks"]
+        assert warning.levelname == "WARNING" and f"({reason})" in warning.getMessage()
+        if content_type != FORM and reason != "not_an_update":
+            assert f"slack update {json.loads(body)['event_id']} not handled" in warning.getMessage()
+        await app.send(dm("hi"))  # and the next update is handled as ever
+        assert texts(await fake.next_posts("D111", 2)) == ["Guess a number between 1 and 10.", "Your guess?"]
 
 
 async def test_url_verification_is_answered_with_the_challenge(fake: FakeSlack) -> None:
@@ -376,6 +475,57 @@ async def test_a_turn_not_committed_in_time_is_answered_503_and_its_retry_acknow
     assert texts(fake.posts()) == ["looked up", "More?"]  # processed once
 
 
+class FailingStore(MemoryStore):
+    """A store that fails fast when switched off (a database refusing connections), or whose
+    every commit loses to another writer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.conflicting = False
+
+    async def load(self, key: SessionKey) -> Session | None:
+        if self.down:
+            raise StoreError("database unreachable")
+        return await super().load(key)
+
+    async def commit(self, session: Session) -> None:
+        if self.down:
+            raise StoreError("database unreachable")
+        if self.conflicting:
+            raise Conflict(session.key, session.revision - 1)
+        await super().commit(session)
+
+
+async def test_an_update_whose_turn_did_not_commit_is_never_acknowledged(fake: FakeSlack) -> None:
+    store = FailingStore()
+    async with running_slack(Engine(load_bot("bots/signup.py").dialog, store, app="signup", max_conflicts=3), fake) as app:
+        root = next_ts()
+        await app.send(mention("sign me up", ts=root))
+        assert texts(await fake.next_posts("C111", 2)) == ["Welcome! Let's get you signed up.", "What's your name?"]
+
+        store.down = True
+        in_thread, direct = channel_message("Bea", thread_ts=root), dm("hello")
+        assert (await app.send(in_thread, event_id="EvThread")).status == 503  # whether it is ours is unknown
+        assert (await app.send(direct, event_id="EvDM")).status == 503
+        store.down = False
+        store.conflicting = True
+        assert (await app.send(in_thread, event_id="EvThread", retry=1)).status == 503  # other writers keep winning
+        assert (await app.send(direct, event_id="EvDM", retry=1)).status == 503
+        store.conflicting = False
+
+        # Slack's next retries go through: nothing was lost.
+        assert (await app.send(in_thread, event_id="EvThread", retry=2)).status == 200
+        assert texts(await fake.next_posts("C111", 1)) == ["Nice to meet you, Bea. How old are you?"]
+        assert (await app.send(direct, event_id="EvDM", retry=2)).status == 200
+        assert texts(await fake.next_posts("D111", 2)) == ["Welcome! Let's get you signed up.", "What's your name?"]
+
+        # Left alone by design (no conversation in that thread): acknowledged, nothing stored.
+        other_thread = next_ts()
+        assert (await app.send(channel_message("lunch?", thread_ts=other_thread))).status == 200
+        assert await store.load(SessionKey(f"slack:-:T111:C111:{other_thread}", "signup")) is None
+
+
 async def test_stop_finishes_turns_in_flight(fake: FakeSlack) -> None:
     global release
     release = asyncio.Event()
@@ -396,12 +546,12 @@ async def test_stop_gives_up_on_turns_that_outlast_the_drain_time(
     release = asyncio.Event()  # never set: the turn would wait forever
     store = MemoryStore()
     started = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="convoflow.slack"):
+    with caplog.at_level(logging.WARNING, logger="convoflow.runner"):
         async with running_slack(Engine(slow_bot, store, app="slow"), fake, drain_seconds=0.3, ack_seconds=0.1) as app:
             assert (await app.send(dm("go"))).status == 503
             await asyncio.sleep(0.1)
     assert time.perf_counter() - started < 5
-    assert any("cancelling 1 Slack turns" in r.getMessage() for r in caplog.records)
+    assert any("cancelling 1 turns still running" in r.getMessage() for r in caplog.records)
     assert fake.posts() == [] and await store.list_sessions() == []  # nothing half-done was committed
 
 
@@ -466,11 +616,14 @@ class EchoChannel:
     async def stop(self) -> None:
         pass
 
+    async def send(self, reply: Reply) -> None:
+        raise AssertionError("its replies go out in its responses")
+
 
 async def test_slack_serves_beside_another_channel_on_one_server_engine_and_store(fake: FakeSlack, tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "sessions.db")
     engine = bot_engine("bots/signup.py", store)
-    slack = SlackChannel(engine, signing_secret=SIGNING_SECRET, bot_token="xoxb-fake-T111", api_url=fake.api_url)
+    slack = SlackChannel(TurnRunner(engine), signing_secret=SIGNING_SECRET, bot_token="xoxb-fake-T111", api_url=fake.api_url)
     port, stop = free_port(), asyncio.Event()
     server = asyncio.create_task(serve([slack, EchoChannel(engine)], store, CollectorRegistry(), "127.0.0.1", port, stop))
     base = f"http://127.0.0.1:{port}"

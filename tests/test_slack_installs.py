@@ -13,8 +13,7 @@ from slack_sdk.oauth.installation_store.async_installation_store import AsyncIns
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 
-from convoflow.adapters.slack.mongo import MongoInstallationStore, MongoOAuthStateStore
-from convoflow.adapters.slack.oauth import oauth_stores
+from convoflow.adapters.slack.installs import MongoInstallationStore, MongoOAuthStateStore, oauth_stores
 from convoflow.stores import MemoryStore
 from convoflow.stores.mongo import MongoStore
 from convoflow.stores.sqlite import SQLiteStore

@@ -16,7 +16,7 @@ from convoflow import Option, ask, dialog, get_client_response, send_message
 from convoflow.adapters.host.metrics import ChannelDeliveries
 from convoflow.adapters.slack.render import unescape
 from convoflow.messages import SessionKey
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore
 from tests.support.fake_slack import Call, FakeSlack
 from tests.support.slack_harness import SlackApp, running_slack
@@ -59,7 +59,7 @@ async def say(app: SlackApp, text: str) -> None:
     """Send a DM and wait until its turn is over, replies delivered (the event is acknowledged
     once the turn has committed, before its replies go out)."""
     assert (await app.send(dm(text))).status == 200
-    await app.channel.drain()
+    await app.channel.runner.drain()
 
 
 def shown(fake: FakeSlack) -> list[str]:
@@ -90,7 +90,7 @@ async def test_a_question_longer_than_slack_takes_in_one_message_is_asked_in_sev
         assert unescape("".join(sections)) == TERMS and len(posts) > 1
         assert all(call.ok for call in fake.called("chat.postMessage"))  # none msg_blocks_too_long
         assert (await app.click(posts[-1], 0)).status == 200
-        await app.channel.drain()
+        await app.channel.runner.drain()
         assert shown(fake)[-1] == "you chose Agree"
 
 
@@ -105,7 +105,7 @@ async def test_thirteen_hundred_options_are_all_offered_and_any_can_be_chosen(fa
         assert labels == TOWNS
         last = posts[-1]
         assert (await app.click(last, sum(len(b["elements"]) for b in last.params["blocks"]) - 1)).status == 200
-        await app.channel.drain()
+        await app.channel.runner.drain()
         assert shown(fake)[-1] == "town 1300"
         await say(app, "towns")
         await say(app, "Town 777")  # typed instead of clicked
@@ -125,7 +125,7 @@ async def test_blocks_slack_finds_too_long_are_sent_again_as_plain_text(fake: Fa
         await say(channel_app, "2")  # the option's number, typed
         assert shown(fake)[-1] == "you chose Decline"
         assert channel_app.channel.deliveries.rerendered["msg_blocks_too_long"] >= 1
-        session = await channel_app.channel.engine.store.load(KEY)
+        session = await channel_app.channel.runner.engine.store.load(KEY)
         assert session is not None and session.outbox == ()
 
 

@@ -12,11 +12,11 @@ import pymongo
 import pytest
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
-from convoflow.adapters.slack.channel import SlackOAuth
-from convoflow.adapters.slack.mongo import MongoInstallationStore, MongoOAuthStateStore
-from convoflow.adapters.slack.oauth import oauth_stores
-from convoflow.messages import Incoming, Reply, SessionKey
-from convoflow.runtime import DeliveryFailed
+from convoflow.adapters.channel import router
+from convoflow.adapters.slack.oauth import SlackOAuth
+from convoflow.adapters.slack.installs import MongoInstallationStore, MongoOAuthStateStore, oauth_stores
+from convoflow.messages import Incoming, Reply, SessionKey, Text
+from convoflow.delivery import DeliveryFailed
 from convoflow.stores import MemoryStore
 from convoflow.stores.sqlite import SQLiteStore
 from tests.support.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack, Team
@@ -159,7 +159,7 @@ async def test_a_store_outage_during_authorization_asks_slack_to_redeliver(fake:
             await install(app, ACME, "code-acme")
             server.stop()
             reply = await app.send(dm("hi", team="TACME"), team="TACME")
-            assert reply.status == 500  # not acknowledged: Slack delivers it again later
+            assert reply.status == 503  # not acknowledged: Slack delivers it again later
         assert fake.called("chat.postMessage") == []
         assert await store.list_sessions() == []
     finally:
@@ -178,14 +178,19 @@ async def test_replies_left_waiting_go_out_with_their_own_workspaces_token(fake:
     async with running_slack(engine, fake, oauth=oauth) as app:
         await install(app, ACME, "code-acme")
         await install(app, GLOBEX, "code-globex")
-        keys = [SessionKey("slack:-:TACME:D111", "signup"), SessionKey("slack:-:TGLOBEX:D111", "signup")]
-        for key in keys:  # the welcome is committed, then its delivery fails (as a crash would leave it)
+        addresses = {
+            # as stored before addresses named their channel and workspace: the partition says
+            SessionKey("slack:-:TACME:D111", "signup"): {"channel": "D111"},
+            # as the channel addresses replies now
+            SessionKey("slack:-:TGLOBEX:D111", "signup"): {"via": "slack", "channel": "D111", "team": "TGLOBEX"},
+        }
+        for key, address in addresses.items():  # the welcome is committed, then its delivery fails (as a crash would leave it)
             with pytest.raises(DeliveryFailed):
-                await engine.handle(Incoming(key, f"start {key}", "command", "/start", address={"channel": "D111"}),
-                                    unreachable)
-        assert app.channel.deliverer(SessionKey("telegram:7:42", "signup")) is None
-        engine.handoff_seconds = 0.0  # the sweep may take them over at once
-        assert await engine.redeliver_waiting(app.channel.deliverer) == 4
+                await engine.handle(Incoming(key, f"start {key}", "command", "/start", address=address), unreachable)
+        route = router([app.channel])
+        assert route(Reply(1, Text("hi"), {"chat_id": 42}, SessionKey("telegram:7:42", "signup"))) is None
+        engine.delivery.handoff_seconds = 0.0  # the sweep may take them over at once
+        assert await engine.redeliver_waiting(route) == 4
     welcomes = [(c.token, c.params["text"]) for c in fake.posts()]
     assert welcomes == [("xoxb-acme", "Welcome! Let's get you signed up."), ("xoxb-acme", "What's your name?"),
                         ("xoxb-globex", "Welcome! Let's get you signed up."), ("xoxb-globex", "What's your name?")]

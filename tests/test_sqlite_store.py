@@ -249,6 +249,58 @@ class TestTheFile:
             await store.load(KEY)
 
 
+class TestReadOnly:
+    """What `convoflow sessions` opens: it never creates or writes anything."""
+
+    async def test_a_missing_file_is_an_error_naming_it_and_nothing_is_created(self, tmp_path: Path) -> None:
+        with pytest.raises(StoreError, match="does not exist") as raised:
+            open_store(url_of(tmp_path / "typo.db"), read_only=True)
+        assert str(tmp_path / "typo.db") in str(raised.value)
+        assert list(tmp_path.iterdir()) == []
+
+    async def test_it_reads_a_store_nobody_has_open_and_leaves_every_file_as_it_was(self, db_path: Path) -> None:
+        writer = SQLiteStore(db_path)
+        await writer.commit(Session(KEY).advanced(state={"frame": {"log": []}}))
+        await writer.close()
+        before = {path.name: path.read_bytes() for path in db_path.parent.iterdir()}
+        reader = open_store(url_of(db_path), read_only=True)
+        try:
+            assert [s.key for s in await reader.list_sessions()] == [KEY]
+            loaded = await reader.load(KEY)
+            assert loaded is not None and loaded.revision == 1
+            with pytest.raises(StoreError, match="readonly"):
+                await reader.commit(loaded.advanced())
+        finally:
+            await reader.close()
+        assert {path.name: path.read_bytes() for path in db_path.parent.iterdir()} == before
+
+    async def test_it_reads_the_latest_commits_of_a_store_in_use(self, db_path: Path) -> None:
+        writer = SQLiteStore(db_path)
+        try:
+            await writer.commit(Session(KEY).advanced())
+            reader = open_store(url_of(db_path), read_only=True)
+            try:
+                other = SessionKey("telegram:7:43", "guessbot")
+                await writer.commit(Session(other).advanced())  # after the reader opened: still seen
+                assert {s.key for s in await reader.list_sessions()} == {KEY, other}
+            finally:
+                await reader.close()
+            assert await writer.mark_delivered(KEY, 1, 0) is True  # the writer goes on as before
+        finally:
+            await writer.close()
+
+    async def test_a_database_without_the_schema_is_refused_untouched(self, tmp_path: Path) -> None:
+        path = tmp_path / "other.db"
+        sqlite3.connect(path).close()  # an empty SQLite file, not a convoflow store
+        reader = open_store(url_of(path), read_only=True)
+        try:
+            with pytest.raises(StoreError, match="holds no convoflow sessions"):
+                await reader.list_sessions()
+        finally:
+            await reader.close()
+        assert path.read_bytes() == b""
+
+
 class TestErrors:
     @pytest.mark.parametrize(
         "url",

@@ -30,6 +30,23 @@ async def async_generator():
     yield get_client_response()
 
 
+@dialog
+def bare(word: str):
+    yield send_message(word)
+
+
+@dialog
+async def bare_coroutine() -> str:
+    return "done"
+
+
+def test_dialog_without_parentheses_is_dialog_with_its_defaults() -> None:
+    assert isinstance(bare("x"), GenDialog) and isinstance(bare_coroutine(), AsyncDialog)
+    assert (bare("x").name, bare("x").version) == ("bare", "1.0")
+    assert is_dialog(bare) and bare.__name__ == "bare"
+    assert resolve(bare("x").spec()) == bare("x")
+
+
 def test_each_kind_of_function_becomes_its_kind_of_dialog() -> None:
     assert isinstance(plain(1), Dialog)
     assert isinstance(generator("x"), GenDialog)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,8 +15,9 @@ import pytest
 from convoflow.adapters.host.cli import SERVER_CHANNELS
 from convoflow.adapters.host.loader import load_bot
 from convoflow.adapters.telegram.channel import SECRET_HEADER, TelegramChannel
-from convoflow.runtime import Engine
-from convoflow.stores import MemoryStore
+from convoflow.stores import MemoryStore, Store
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
 from tests.support.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, private_chat
 from tests.support.convoflow_process import ConvoflowProcess, convoflow_command
 from tests.support.mongo_server import free_port
@@ -134,6 +136,56 @@ async def test_a_token_telegram_refuses_is_a_clear_error(telegram: FakeTelegram)
     assert "revoked" not in stderr  # the token is never printed
     assert "Traceback" not in stderr and "Unclosed" not in stderr
 
+def last_line(stderr: str) -> str:
+    return stderr.rstrip("\n").rpartition("\n")[2]
+
+
+async def test_an_unreachable_bot_api_is_one_line_naming_the_setting() -> None:
+    api = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    code, _, stderr = await convoflow_command("run", "guessbot", "--channel", "telegram", "--store", "memory://",
+                                              "--port", str(free_port()), TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=api)
+    assert code == 2
+    line = last_line(stderr)
+    assert line.startswith(f"convoflow: error: cannot reach the Telegram Bot API at {api}: ")
+    assert line.endswith("(TELEGRAM_API_URL)")
+    assert "Traceback" not in stderr and "Unclosed" not in stderr and TOKEN not in stderr
+
+
+async def test_a_webhook_url_telegram_refuses_is_one_line_naming_the_setting(telegram: FakeTelegram) -> None:
+    telegram.fail("setWebhook", 400, times=None, description="Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+    args = ("run", "guessbot", "--channel", "telegram", "--store", "memory://", "--port", str(free_port()))
+    settings = dict(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=telegram.url, TELEGRAM_WEBHOOK_SECRET=SECRET,
+                    TELEGRAM_WEBHOOK_URL="http://bot.example.org/telegram/webhook")
+    code, _, stderr = await convoflow_command(*args, **settings)
+    assert code == 2
+    assert last_line(stderr) == (
+        "convoflow: error: Telegram refused the webhook URL http://bot.example.org/telegram/webhook: "
+        "Bad webhook: an https url must be provided for webhook (TELEGRAM_WEBHOOK_URL)")
+    assert "Traceback" not in stderr and "Unclosed" not in stderr
+    # --log-level debug adds where it came from
+    code, _, debug = await convoflow_command(*args, "--log-level", "debug", **settings)
+    assert code == 2 and last_line(debug) == last_line(stderr)
+    assert "Traceback (most recent call last)" in debug and "telegram.error.BadRequest" in debug
+
+
+async def test_a_port_in_use_is_one_line_naming_the_setting(telegram: FakeTelegram) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        code, _, stderr = await convoflow_command("run", "guessbot", "--channel", "telegram", "--store", "memory://",
+                                                  "--host", "127.0.0.1", "--port", str(port),
+                                                  TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=telegram.url)
+    finally:
+        taken.close()
+    assert code == 2
+    line = last_line(stderr)
+    assert line.startswith(f"convoflow: error: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in line and line.endswith("(the address is --host, the port --port or PORT)")
+    assert "Traceback" not in stderr and "Unclosed" not in stderr
+
+
 @pytest.mark.parametrize(("env", "error"), [
     ({}, "TELEGRAM_BOT_TOKEN is not set"),
     ({"TELEGRAM_BOT_TOKEN": "not a token"}, "TELEGRAM_BOT_TOKEN is malformed"),
@@ -152,9 +204,13 @@ async def test_settings_are_checked_with_a_clear_error(env: dict[str, str], erro
     assert error in stderr and "Traceback" not in stderr
 
 
+def runner(dialog: Callable[..., Any], store: Store) -> TurnRunner:
+    return TurnRunner(Engine(dialog, store))
+
+
 def test_a_bot_module_opts_into_edited_messages(tmp_path: Path) -> None:
     (tmp_path / "editbot.py").write_text(
-        "from convoflow.adapters.telegram.options import TelegramOptions\n"
+        "from convoflow.adapters.telegram import TelegramOptions\n"
         "from convoflow import dialog, get_client_response\n"
         "telegram_options = TelegramOptions(edited_messages=True)\n"
         "@dialog()\n"
@@ -162,15 +218,15 @@ def test_a_bot_module_opts_into_edited_messages(tmp_path: Path) -> None:
         "    yield get_client_response()\n"
     )
     bot = load_bot(str(tmp_path / "editbot.py"))
-    channel = SERVER_CHANNELS["telegram"](Engine(bot.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
+    channel = SERVER_CHANNELS["telegram"](runner(bot.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     assert isinstance(channel, TelegramChannel) and channel.options.edited_messages
     (tmp_path / "dictbot.py").write_text((tmp_path / "editbot.py").read_text().replace(
         "TelegramOptions(edited_messages=True)", "{'edited_messages': True}"))
     wrong = load_bot(str(tmp_path / "dictbot.py"))
     with pytest.raises(ValueError, match="dictbot.telegram_options must be a TelegramOptions, not dict"):
-        SERVER_CHANNELS["telegram"](Engine(wrong.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
+        SERVER_CHANNELS["telegram"](runner(wrong.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     plain = load_bot("bots/guessbot.py")
-    channel = SERVER_CHANNELS["telegram"](Engine(plain.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
+    channel = SERVER_CHANNELS["telegram"](runner(plain.dialog, MemoryStore()), MemoryStore(), {"TELEGRAM_BOT_TOKEN": TOKEN})
     assert isinstance(channel, TelegramChannel) and not channel.options.edited_messages
 
 
@@ -181,4 +237,4 @@ def test_a_bot_module_opts_into_edited_messages(tmp_path: Path) -> None:
 ])
 def test_the_channel_checks_its_arguments_too(arguments: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
-        TelegramChannel(Engine(load_bot("bots/guessbot.py").dialog, MemoryStore()), **{"token": TOKEN, **arguments})
+        TelegramChannel(runner(load_bot("bots/guessbot.py").dialog, MemoryStore()), **{"token": TOKEN, **arguments})

@@ -9,7 +9,8 @@ from typing import Any
 import regex
 
 from convoflow import dialog, get_client_response, send_message
-from convoflow.adapters.telegram.options import TelegramOptions
+from convoflow.adapters.channel import router
+from convoflow.adapters.telegram import TelegramOptions
 from tests.support.fake_telegram import message, private_chat
 from tests.support.telegram_harness import Bot, start_bot
 
@@ -97,8 +98,8 @@ async def test_the_sweep_finishes_a_half_sent_reply_without_repeating_it() -> No
         bot.fake.fail("sendMessage", 500, times=None, matching=second_part)
         assert await bot.post(message(ANN, text="long")) == 200
         bot.fake.heal()
-        bot.engine.handoff_seconds = 0  # the sweep takes up replies waiting any time at all
-        assert await bot.engine.redeliver_waiting(bot.channel.deliverer) == 2
+        bot.engine.delivery.handoff_seconds = 0  # the sweep takes up replies waiting any time at all
+        assert await bot.engine.redeliver_waiting(router([bot.channel])) == 2
         assert "".join(sent(bot)[:2]) == LONG and sent(bot)[2:] == ["done long"]
     finally:
         await bot.close()

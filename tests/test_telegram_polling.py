@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from convoflow.adapters.telegram.options import TelegramOptions
 from convoflow import SessionKey
 from tests.support.fake_telegram import BOT_ID, message, press, private_chat
 from tests.support.telegram_harness import Bot, binary_search, start_bot
@@ -111,8 +110,8 @@ async def _noop() -> None:
 
 async def test_a_store_outage_is_waited_out_for_polled_updates() -> None:
     store = FlakyStore()
-    options = TelegramOptions(backoff_seconds=0.2, poll_timeout=1)  # attempts 0.2, 0.4, 0.8 ... s apart
-    bot = await start_bot("bots/guessbot.py", store=store, webhook=False, options=options)
+    delays = (0.2, 0.4, 0.8, 1.6, 3.2)  # the turn runner's attempts, this far apart
+    bot = await start_bot("bots/guessbot.py", store=store, webhook=False, retry_delays=delays)
     try:
         store.down = True
         bot.fake.push(message(ANN, text="/start"))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from convoflow.adapters.host.app import MAX_BODY_BYTES
-from convoflow.adapters.telegram.options import TelegramOptions
+from convoflow.adapters.telegram import TelegramOptions
 from convoflow import Media, Option, SessionKey, ask, dialog, get_client_response, send_message
 from convoflow.stores import MemoryStore, StoreError
 from convoflow.stores.base import Session
@@ -74,7 +74,7 @@ async def test_guessbot_played_to_the_end(guessbot: Bot) -> None:
     assert await say(guessbot, ANN, "again") == ["Guess a number between 1 and 10.", "Your guess?"]
     assert await say(guessbot, ANN, "ten") == ["Numbers only, please."]
     session = await guessbot.store.load(key(42))
-    assert session is not None and session.address == {"chat_id": 42}
+    assert session is not None and session.address == {"via": "telegram", "chat_id": 42}  # all a reply needs
     first = guessbot.fake.sent(42)[0]
     assert "parse_mode" not in first.params and first.params == {"chat_id": 42, "text": "Guess a number between 1 and 10."}
 
@@ -200,7 +200,7 @@ async def test_store_outage_answers_5xx_so_telegram_redelivers(caplog: pytest.Lo
         update = message(ANN, text="/start")
         assert await bot.post(update) == 503
         assert bot.fake.sent() == []
-        assert "Telegram will deliver it again" in caplog.text
+        assert "the platform will deliver it again" in caplog.text
         store.down = False
         assert await bot.post(update) == 200  # Telegram's redelivery
         assert bot.fake.texts(42) == ["Guess a number between 1 and 10.", "Your guess?"]
@@ -208,16 +208,51 @@ async def test_store_outage_answers_5xx_so_telegram_redelivers(caplog: pytest.Lo
         await bot.close()
 
 
-async def test_one_chats_slow_turn_does_not_block_another_chat(guessbot: Bot) -> None:
+async def test_one_chats_slow_delivery_does_not_block_another_chat(guessbot: Bot) -> None:
     slow, quick = private_chat(1001), private_chat(1002)
     guessbot.fake.hold(1001)
-    slow_post = asyncio.create_task(guessbot.post(message(slow, text="/start")))
-    await guessbot.fake.wait_for(lambda: guessbot.fake.of("sendMessage"))  # slow's reply is on its way, held
-    assert await say(guessbot, quick, "/start") == ["Guess a number between 1 and 10.", "Your guess?"]
-    assert not slow_post.done()  # its turn is still delivering: no 2xx yet
+    assert await guessbot.post(message(slow, text="/start"), settle=False) == 200  # committed; its reply is held
+    assert await guessbot.post(message(quick, text="/start"), settle=False) == 200
+    await guessbot.fake.wait_for(lambda: len(guessbot.fake.texts(1002)) == 2)
+    assert guessbot.fake.texts(1002) == ["Guess a number between 1 and 10.", "Your guess?"]
+    assert guessbot.fake.texts(1001) == ["Guess a number between 1 and 10."]  # still on its way
     guessbot.fake.release(1001)
-    assert await slow_post == 200
+    await guessbot.fake.wait_for(lambda: len(guessbot.fake.texts(1001)) == 2)
     assert guessbot.fake.texts(1001) == ["Guess a number between 1 and 10.", "Your guess?"]
+
+
+async def test_the_webhook_answers_at_commit_not_after_a_flood_limit_wait(guessbot: Bot) -> None:
+    guessbot.fake.fail("sendMessage", 429, retry_after=1)
+    update = message(ANN, text="/start")
+    assert await guessbot.post(update, settle=False) == 200
+    session = await guessbot.store.load(key(42))
+    assert session is not None and session.seen == (f"telegram:{BOT_ID}:{update['update_id']}",)  # committed
+    assert [c.status for c in guessbot.fake.of("sendMessage")] in ([], [429])  # and nothing delivered yet
+    await guessbot.fake.wait_for(lambda: len(guessbot.fake.texts(42)) == 2)
+    assert guessbot.fake.texts(42) == ["Guess a number between 1 and 10.", "Your guess?"]
+
+
+async def test_the_next_update_of_a_chat_commits_while_its_previous_reply_is_still_on_its_way(
+    guessbot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(random, "randint", lambda low, high: 7)
+    guessbot.fake.hold(42)
+    first, second = message(ANN, text="/start"), message(ANN, text="5")
+    assert await guessbot.post(first, settle=False) == 200
+    await guessbot.fake.wait_for(lambda: guessbot.fake.of("sendMessage"))  # the first reply is held at Telegram
+    assert await guessbot.post(second, settle=False) == 200  # not held up behind it
+    session = await guessbot.store.load(key(42))
+    assert session is not None and session.seen[-2:] == (f"telegram:{BOT_ID}:{first['update_id']}",
+                                                         f"telegram:{BOT_ID}:{second['update_id']}")
+    assert [item["message"]["text"] for item in session.outbox] == [
+        "Guess a number between 1 and 10.", "Your guess?", "Higher!", "Your guess?"]
+    assert guessbot.fake.texts(42) == ["Guess a number between 1 and 10."]
+    guessbot.fake.release(42)
+    await guessbot.runner.drain()
+    # In the order of the outbox, each once.
+    assert guessbot.fake.texts(42) == ["Guess a number between 1 and 10.", "Your guess?", "Higher!", "Your guess?"]
+    session = await guessbot.store.load(key(42))
+    assert session is not None and session.outbox == ()
 
 
 async def test_429_retry_after_is_waited_out(guessbot: Bot) -> None:
@@ -286,18 +321,52 @@ async def test_a_secret_header_that_is_not_utf8_is_refused(guessbot: Bot) -> Non
 
 @pytest.mark.parametrize(("body", "why"), [
     (b"this is not json", "body is not JSON"),
-    (b"[1, 2]", "no integer update_id"),
-    (b'{"update_id": "7"}', "no integer update_id"),
-    (json.dumps({"update_id": 7, "message": {"message_id": 1, "date": 1700000000, "from": user(42), "text": "hi"}}).encode(),
-     "has no chat"),
-    (json.dumps({"update_id": 8, "callback_query": {"id": "1", "from": user(42), "data": "1"}}).encode(),
-     "not a valid Telegram Update"),
-    (json.dumps({"update_id": 9, "message": "hi"}).encode(), "not a valid Telegram Update"),
+    (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
 ])
-async def test_a_body_that_is_not_an_update_is_refused(guessbot: Bot, caplog: pytest.LogCaptureFixture, body: bytes, why: str) -> None:
+async def test_a_body_that_is_not_json_is_refused(guessbot: Bot, caplog: pytest.LogCaptureFixture, body: bytes, why: str) -> None:
     assert await guessbot.post(None, raw=body) == 400
     assert why in caplog.text
     assert guessbot.fake.sent() == [] and await guessbot.store.list_sessions() == []
+
+
+MISTYPED = {**message(ANN, text="5"), "update_id": 12}
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b"[1, 2]", "no integer update_id"),
+    (b'{"update_id": "7"}', "no integer update_id"),
+    (json.dumps({"update_id": 7, "message": {"message_id": 1, "date": 1700000000, "from": user(42), "text": "hi"}}).encode(),
+     "update.message.chat is missing"),
+    (json.dumps({"update_id": 8, "callback_query": {"id": "1", "from": user(42), "data": "1"}}).encode(),
+     "update.callback_query.chat_instance is missing"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "chat": {"id": None, "type": "private"}}}).encode(),
+     "update.message.chat.id is missing"),
+    (json.dumps({"update_id": 9, "message": "hi"}).encode(), "not a valid Telegram Update"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "chat": {"id": "42", "type": "private"}}}).encode(),
+     "update.message.chat.id is a string, not an integer"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "chat": {"id": -2**64, "type": "private"}}}).encode(),
+     "update.message.chat.id is out of range"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "text": float("nan")}}).encode(),
+     "update.message.text is a number, not str"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "message_thread_id": [1]}}).encode(),
+     "update.message.message_thread_id is a list, not an integer"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "from": {**user(42), "is_bot": "no"}}}).encode(),
+     "update.message.from.is_bot is a string, not bool"),
+    (json.dumps({**MISTYPED, "message": {**MISTYPED["message"], "chat": {"id": True, "type": "private"}}}).encode(),
+     "update.message.chat.id is a boolean, not an integer"),
+])
+async def test_json_that_is_no_update_is_acknowledged_logged_and_counted_but_not_handled(
+    guessbot: Bot, caplog: pytest.LogCaptureFixture, body: bytes, why: str
+) -> None:
+    """Telegram retries any non-2xx, holding back the chat's later updates: a retry cannot help."""
+    assert await guessbot.post(None, raw=body) == 200
+    [warning] = [r for r in caplog.records if r.name == "convoflow.webhooks"]
+    assert warning.levelname == "WARNING" and why in warning.getMessage()
+    update = json.loads(body)
+    if isinstance(update, dict) and type(update.get("update_id")) is int:
+        assert f"telegram update {update['update_id']} not handled" in warning.getMessage()
+    assert guessbot.fake.sent() == [] and await guessbot.store.list_sessions() == []
+    assert await say(guessbot, ANN, "/start") == ["Guess a number between 1 and 10.", "Your guess?"]
 
 
 async def test_an_oversized_body_is_refused(guessbot: Bot) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 
 from convoflow import Incoming, ManualClock, Reply, SessionKey, dialog, send_message, sleep
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.scheduler import Scheduler
 from convoflow.stores import open_store
 

@@ -13,7 +13,7 @@ import pytest
 
 from convoflow import ManualClock, TimedOut, ask, dialog, get_client_response, send_message, session_key, sleep
 from convoflow.adapters.host.loader import load_bot
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.stores import Store
 from convoflow.wakeups import REMEMBER_IDS_SECONDS
 

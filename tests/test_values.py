@@ -19,7 +19,7 @@ from convoflow import (
     Incoming, InMemoryPersistence, SessionKey, Text, UnstorableValue, ask, dialog, get_client_response,
     register_codec, run_gen_dialog, send_message,
 )
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from tests.support.dialog_helpers import JsonPersistence, chat
 from tests.support.store_backends import STORE_BACKENDS, open_backend
 

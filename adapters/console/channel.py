@@ -1,7 +1,8 @@
 """Chat with a bot in the terminal. Works with piped input too (scripted runs, transcript tests).
 
 A console session is resumable like any other: quit mid-flow (EOF, Ctrl-C) and run again with the
-same store and session name to continue where you were.
+same store and session name to continue where you were. The console is a channel like the others
+(convoflow.adapters.channel): its turns go through the shared TurnRunner, one line at a time.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import threading
 import uuid
 from typing import TextIO
 
-from convoflow.messages import Incoming, IncomingKind, Media, Message, Reply, SessionKey, message_from_dict
-from convoflow.runtime import Engine
+from aiohttp import web
+
+from convoflow.messages import VIA, Incoming, IncomingKind, Media, Message, Reply, SessionKey
+from convoflow.turn_runner import TurnRunner
 
 BOT_PREFIX = "bot> "
 USER_PREFIX = "you> "
@@ -32,25 +35,49 @@ def render(message: Message) -> str:
 def parse_line(key: SessionKey, line: str) -> Incoming:
     text = line.strip()
     kind: IncomingKind = "command" if text.startswith("/") else "text"
-    return Incoming(key, f"console:{uuid.uuid4().hex}", kind, text, user=key.partition)
+    return Incoming(key, f"console:{uuid.uuid4().hex}", kind, text, user=key.partition, address={VIA: ConsoleChannel.name})
 
 
 class ConsoleChannel:
     name = "console"
 
-    def __init__(self, engine: Engine, session: str = "local", stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout):
-        self.engine = engine
-        self.key = SessionKey(f"console:{session}", engine.app)
+    def __init__(self, runner: TurnRunner, session: str = "local", stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout):
+        self.runner = runner
+        self.key = SessionKey(f"console:{session}", runner.engine.app)
         self.stdin, self.stdout = stdin, stdout
         self.echo = not stdin.isatty()  # piped input is not echoed by a terminal: show it
+        self._chat: asyncio.Task[None] | None = None
 
-    async def deliver(self, reply: Reply) -> None:
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    async def start(self) -> None:
+        """Greet (start the conversation, or show where it was), then chat on stdin."""
+        lines = _read_lines(self.stdin)
+        await self._greet()
+        self._chat = asyncio.create_task(self._converse(lines), name="console")
+
+    async def stop(self) -> None:
+        if self._chat is not None and not self._chat.done():
+            self._chat.cancel()
+        await self.runner.drain()
+
+    async def send(self, reply: Reply) -> None:
         print(render(reply.message), file=self.stdout, flush=True)
 
     async def run(self) -> None:
         """Chat until end of input."""
-        lines = _read_lines(self.stdin)
-        await self._greet()
+        await self.start()
+        try:
+            assert self._chat is not None
+            await self._chat
+        finally:
+            await self.stop()
+
+    async def _turn(self, line: str) -> None:
+        await self.runner.complete(self.runner.turn(parse_line(self.key, line), self.send))
+
+    async def _converse(self, lines: asyncio.Queue[str | None]) -> None:
         while True:
             if not self.echo:
                 print(USER_PREFIX, end="", file=self.stdout, flush=True)
@@ -61,21 +88,23 @@ class ConsoleChannel:
                 continue
             if self.echo:
                 print(USER_PREFIX + line.strip(), file=self.stdout, flush=True)
-            await self.engine.handle(parse_line(self.key, line), self.deliver)
+            await self._turn(line)
         if not self.echo:
             print(file=self.stdout)
 
     async def _greet(self) -> None:
-        session = await self.engine.store.load(self.key)
-        if session is None or session.state is None or "result" in session.state:
-            await self.engine.handle(parse_line(self.key, "/start"), self.deliver)
+        conversation = await self.runner.engine.conversation(self.key)
+        if conversation is None or not conversation.running:
+            await self._turn("/start")
+            return
+        if conversation.outdated:  # its question went with the old code: nothing left to answer
+            print(f"(session {self.key} was left in an older version of this bot: your next message "
+                  "starts it over)", file=self.stdout, flush=True)
             return
         print(f"(resuming session {self.key} where you left off)", file=self.stdout, flush=True)
-        pending = {item["seq"] for item in session.outbox}
-        for item in session.last:
-            if item["seq"] not in pending:
-                print(render(message_from_dict(item["message"])), file=self.stdout, flush=True)
-        await self.engine.resume(self.key, self.deliver)
+        for reply in conversation.shown:
+            print(render(reply.message), file=self.stdout, flush=True)
+        await self.runner.engine.resume(self.key, self.send)
 
 
 def _read_lines(stdin: TextIO) -> asyncio.Queue[str | None]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from convoflow.adapters.channel import Channel
+from convoflow.adapters.webhooks import Unhandled, UnhandledResponse
 from convoflow.messages import SessionKey
 from convoflow.stores.base import Store
 
@@ -39,11 +40,23 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def make_app(
-    channels: Sequence[Channel], registry: CollectorRegistry = REGISTRY, readiness: Readiness | None = None
+    channels: Sequence[Channel], registry: CollectorRegistry = REGISTRY, readiness: Readiness | None = None,
+    on_unhandled: Callable[[Unhandled], None] | None = None,
 ) -> web.Application:
     """`/healthz` answers 200 while the process serves (liveness); `/healthz?ready=1` answers 503
-    until the channels have started and whenever the store does not answer (readiness)."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    until the channels have started and whenever the store does not answer (readiness).
+    `on_unhandled` hears of every update a channel acknowledged without handling it."""
+
+    @web.middleware
+    async def count_unhandled(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if on_unhandled is not None and isinstance(response, UnhandledResponse):
+            on_unhandled(response.unhandled)
+        return response
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[count_unhandled])
 
     async def healthz(request: web.Request) -> web.Response:
         names = [c.name for c in channels]

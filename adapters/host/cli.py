@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
+import traceback
+from importlib import metadata
 from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
 from convoflow.messages import SessionKey
-from convoflow.runtime import Engine
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
 from convoflow.stores import Store, StoreError, open_store
 
-from convoflow.adapters.channel import Channel
+from convoflow.adapters.channel import Channel, StartFailed
 from convoflow.adapters.console.channel import ConsoleChannel
 from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
 from convoflow.adapters.host.logs import LogFormat, setup_logging
 from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics
-from convoflow.adapters.host.serve import serve
-from convoflow.adapters.host.sessions import describe, summary_line
+from convoflow.adapters.host.serve import ListenFailed, serve
+from convoflow.adapters.host.sessions import describe, listing
 
 DEFAULT_STORE = "sqlite:///convoflow.db"
 DEFAULT_PORT = 8080
@@ -29,19 +33,21 @@ SECRET_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "SLACK_BOT_T
                    "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET")
 """Settings whose values never appear in logs."""
 
-ChannelBuilder = Callable[[Engine, Store, Mapping[str, str]], Channel]
-"""Builds a channel from the engine, the opened store (unwrapped, so a channel may keep its own
-records in the same database) and the environment."""
+TELEGRAM_SETTINGS = {"api_url": "TELEGRAM_API_URL", "webhook_url": "TELEGRAM_WEBHOOK_URL"}
+"""The setting behind each TelegramChannel argument a start-up failure may name."""
+
+ChannelBuilder = Callable[[TurnRunner, Store, Mapping[str, str]], Channel]
+"""Builds a channel from the turn runner (and through it the engine), the opened store (unwrapped,
+so a channel may keep its own records in the same database) and the environment."""
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it."""
 
 
-def telegram_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Channel:
+def telegram_channel(runner: TurnRunner, store: Store, env: Mapping[str, str]) -> Channel:
     """Webhook mode when TELEGRAM_WEBHOOK_URL is set (with TELEGRAM_WEBHOOK_SECRET), else polling."""
-    from convoflow.adapters.telegram.channel import TelegramChannel
-    from convoflow.adapters.telegram.options import SECRET_PATTERN, TOKEN_PATTERN, bot_options
+    from convoflow.adapters.telegram.channel import SECRET_PATTERN, TOKEN_PATTERN, TelegramChannel, bot_options
 
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
     secret = env.get("TELEGRAM_WEBHOOK_SECRET", "").strip() or None
@@ -58,16 +64,17 @@ def telegram_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Ch
     for name, value in (("TELEGRAM_WEBHOOK_URL", url), ("TELEGRAM_API_URL", api_url)):
         if value and not (urlsplit(value).scheme in ("https", "http") and urlsplit(value).hostname):
             raise ConfigError(f"{name}={value!r} is not an http(s) URL")
-    return TelegramChannel(engine, token, webhook_secret=secret, webhook_url=url, api_url=api_url,
-                           options=bot_options(engine.dialog_factory))
+    return TelegramChannel(runner, token, webhook_secret=secret, webhook_url=url, api_url=api_url,
+                           options=bot_options(runner.engine.dialog_factory))
 
 
-def slack_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Channel:
+def slack_channel(runner: TurnRunner, store: Store, env: Mapping[str, str]) -> Channel:
     """One workspace with SLACK_BOT_TOKEN, or OAuth installs with SLACK_CLIENT_ID/SECRET (kept in
     the store's database); the Events API over HTTP with SLACK_SIGNING_SECRET, Socket Mode with
     SLACK_APP_TOKEN."""
-    from convoflow.adapters.slack.channel import DEFAULT_SCOPES, SlackChannel, SlackOAuth
-    from convoflow.adapters.slack.oauth import oauth_stores
+    from convoflow.adapters.slack.channel import SlackChannel
+    from convoflow.adapters.slack.installs import oauth_stores
+    from convoflow.adapters.slack.oauth import DEFAULT_SCOPES, SlackOAuth
 
     bot_token = env.get("SLACK_BOT_TOKEN", "").strip()
     signing_secret = env.get("SLACK_SIGNING_SECRET", "").strip()
@@ -101,7 +108,7 @@ def slack_channel(engine: Engine, store: Store, env: Mapping[str, str]) -> Chann
         except ValueError as error:
             raise ConfigError(f"SLACK_CLIENT_ID is set: {error}") from None
         oauth = SlackOAuth(client_id, client_secret, installs, states, scopes, redirect_uri or None)
-    return SlackChannel(engine, signing_secret=signing_secret or None, bot_token=bot_token or None,
+    return SlackChannel(runner, signing_secret=signing_secret or None, bot_token=bot_token or None,
                         app_token=app_token or None, api_url=api_url or None, oauth=oauth)
 
 
@@ -111,45 +118,71 @@ SERVER_CHANNELS: dict[str, ChannelBuilder] = {"telegram": telegram_channel, "sla
 
 def store_url(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]:
     """The store URL, and the option or variable it came from (for error messages)."""
-    if args.store:
-        return args.store, "--store"
+    given = getattr(args, "store", None)  # only there when given, before or after the command
+    if given:
+        return given, "--store"
     for name in ("CONVOFLOW_STORE", "MONGODB_URI"):
         if env.get(name, "").strip():
             return env[name].strip(), name
     return DEFAULT_STORE, "the default store"
 
 
-def configured_store(args: argparse.Namespace, env: Mapping[str, str]) -> Store:
+def configured_store(args: argparse.Namespace, env: Mapping[str, str], read_only: bool = False) -> Store:
     url, source = store_url(args, env)
     try:
-        return open_store(url)
-    except ValueError as error:
+        return open_store(url, read_only=read_only)
+    except (ValueError, StoreError) as error:
         raise ConfigError(f"{source}: {error}") from None
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="convoflow", description="Run and inspect convoflow bots.")
-    commands = root.add_subparsers(dest="command", required=True)
+    # --store is taken before or after any command (`convoflow sessions list --store URL`).
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", default=argparse.SUPPRESS, metavar="URL",
+                       help=f"store URL: memory://, sqlite:///path.db, mongodb://... "
+                            f"(default: $CONVOFLOW_STORE, $MONGODB_URI or {DEFAULT_STORE})")
+    root = argparse.ArgumentParser(prog="convoflow", description="Run and inspect convoflow bots.", parents=[store])
+    root.add_argument("--version", action="version", version=f"%(prog)s {_version()}", help="print the version and exit")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run a bot")
-    run.add_argument("bot", help="bot file or module, optionally with :dialog (bots/guessbot.py, bots.menu:main)")
-    run.add_argument("--channel", choices=("console", *SERVER_CHANNELS, "all"), default="console")
-    run.add_argument("--store", help=f"store URL (default: $CONVOFLOW_STORE, $MONGODB_URI or {DEFAULT_STORE})")
-    run.add_argument("--session", default="local", help="console session name (default: local)")
+    run = commands.add_parser("run", parents=[store], help="run a bot", description="Run a bot on a channel.")
+    run.add_argument("bot", help="a bundled example (guessbot), a bot file or a module, optionally with :dialog "
+                                 "(bots/guessbot.py, mypackage.mybot:main)")
+    run.add_argument("--channel", choices=("console", *SERVER_CHANNELS, "all"), default="console",
+                     help="where the bot talks: the console (default), telegram, slack, or all of the server "
+                          "channels from one process")
+    run.add_argument("--session", default="local", help="console session name, to keep several (default: local)")
     run.add_argument("--host", default="0.0.0.0", help="address the HTTP server listens on (default: 0.0.0.0)")
     run.add_argument("--port", type=int, help=f"HTTP port (default: $PORT or {DEFAULT_PORT})")
-    run.add_argument("--log-level", help="logging level (default: WARNING on the console, INFO when serving)")
-    run.add_argument("--log-format", choices=("text", "json"), help="log lines as text or JSON (default: $CONVOFLOW_LOG_FORMAT or text)")
+    run.add_argument("--log-level", help="logging level: debug, info, warning, error "
+                                         "(default: warning on the console, info when serving)")
+    run.add_argument("--log-format", choices=("text", "json"),
+                     help="log lines as text or JSON (default: $CONVOFLOW_LOG_FORMAT or text)")
 
-    sessions = commands.add_parser("sessions", help="inspect stored sessions (read-only)")
-    sessions.add_argument("--store", help="store URL (as for run)")
-    views = sessions.add_subparsers(dest="view", required=True)
-    listing = views.add_parser("list", help="list sessions, newest first")
-    listing.add_argument("partition", nargs="?", help="only this partition and those under it, e.g. telegram:7:42")
-    listing.add_argument("--limit", type=int, default=50)
-    show = views.add_parser("show", help="show one session: where it waits, its record, its outbox")
+    sessions = commands.add_parser("sessions", parents=[store], help="inspect stored sessions (read-only)",
+                                   description="Inspect stored sessions; never creates or writes a store.")
+    views = sessions.add_subparsers(dest="view", required=True, metavar="VIEW")
+    list_view = views.add_parser("list", parents=[store], help="list sessions, newest first")
+    list_view.add_argument("partition", nargs="?", metavar="PARTITION[/APP]",
+                         help="only this partition and those under it (telegram:7:42), or with /APP only that "
+                              "bot's sessions there (telegram:7:42/guessbot)")
+    list_view.add_argument("--limit", type=_limit, default=50, help="at most this many (default 50; 0: no limit)")
+    show = views.add_parser("show", parents=[store], help="show one session: where it waits, its record, its outbox")
     show.add_argument("key", help="session key PARTITION/APP, as printed by `sessions list`")
     return root
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not 0 (no limit) or a number of sessions")
+    return int(text)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("convoflow")
+    except metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "(not installed)"
 
 
 def port(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -176,12 +209,13 @@ async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot
     store = configured_store(args, env)
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app)
-        await ConsoleChannel(engine, session=args.session).run()
+        await ConsoleChannel(TurnRunner(engine), session=args.session).run()
     finally:
         await store.close()
 
 
-async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
+async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot, stop: asyncio.Event | None = None) -> None:
+    """Serve until a signal comes (or `stop` is set)."""
     names = list(SERVER_CHANNELS) if args.channel == "all" else [args.channel]
     listen_port = port(args, env)
     registry = CollectorRegistry()
@@ -190,23 +224,27 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot)
     store = MeteredStore(opened, metrics)
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=metrics.on_turn)
-        channels = [SERVER_CHANNELS[name](engine, opened, env) for name in names]
+        runner = TurnRunner(engine)
+        channels = [SERVER_CHANNELS[name](runner, opened, env) for name in names]
         registry.register(ChannelDeliveries(channels))
     except BaseException:
         await store.close()
         raise
-    await serve(channels, store, registry, args.host, listen_port, engine=engine)
+    try:
+        await serve(channels, store, registry, args.host, listen_port, stop, engine=engine,
+                    on_unhandled=metrics.on_unhandled)
+    except ListenFailed as error:
+        raise ConfigError(f"{error} (the address is --host, the port --port or PORT)") from error
+    except StartFailed as error:
+        raise ConfigError(f"{error} ({TELEGRAM_SETTINGS.get(error.setting, error.setting)})") from error
 
 
 async def show_sessions(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    store = configured_store(args, env)
+    store = configured_store(args, env, read_only=True)
     try:
         if args.view == "list":
-            found = await store.list_sessions(args.partition, limit=args.limit)
-            for session in found:
-                print(summary_line(session))
-            if not found:
-                print("no sessions")
+            lines = await listing(store, args.partition, args.limit)
+            print("\n".join(lines) if lines else "no sessions")
             return 0
         key = SessionKey.parse(args.key)
         found_session = await store.load(key)
@@ -238,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         return 130
     except (BotNotFound, ConfigError, StoreError, ValueError) as error:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):  # --log-level debug: where it came from
+            traceback.print_exception(error)
         print(f"convoflow: error: {error}", file=sys.stderr)
         return 2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +24,11 @@ class BotNotFound(Exception):
 
 class BotMisconfigured(BotNotFound):
     """A setting in the bot's module is malformed (`idle_timeout`, `on_idle`); the message names it."""
+
+
+class BotImportFailed(BotNotFound):
+    """The bot's code failed to import (a syntax error, a missing module, an exception): the
+    message shows where in the user's code, in a few lines, without importlib's own frames."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ def _is_windows_drive(spec: str) -> bool:
 
 
 def _import(target: str) -> ModuleType:
+    given = target
     path = Path(target)
     if target.endswith(".py") or path.exists():
         if not path.is_file():
@@ -101,7 +108,27 @@ def _import(target: str) -> ModuleType:
     except ModuleNotFoundError as error:
         if error.name and target.startswith(error.name):
             raise BotNotFound(f"no bot file or module named {target!r}") from error
-        raise
+        raise BotImportFailed(_where_it_failed(given, error)) from error
+    except Exception as error:  # noqa: BLE001 - whatever the bot's module raises while it loads
+        raise BotImportFailed(_where_it_failed(given, error)) from error
+
+
+def _where_it_failed(target: str, error: BaseException) -> str:
+    """`cannot load bot X:` and the innermost frame of the bot's own code (a syntax error shows
+    its line and caret), then the error: what a traceback would end with, minus importlib."""
+    lines = [f"cannot load bot {target}:\n"]
+    if not isinstance(error, SyntaxError):
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not _is_machinery(frame.filename)]
+        if frames:
+            lines += traceback.format_list(frames[-1:])
+    lines += traceback.format_exception_only(type(error), error)
+    return "".join(lines).rstrip("\n")
+
+
+def _is_machinery(filename: str) -> bool:
+    """Frames of the import system and of this loader, which say nothing about the bot."""
+    return filename.startswith("<frozen ") or Path(filename).resolve() == Path(__file__).resolve() \
+        or Path(filename).parent == Path(importlib.__file__).parent
 
 
 def _is_bundled(name: str) -> bool:

@@ -1,6 +1,7 @@
 """Prometheus metrics: turns, failures, duplicates, store round trips and conflicts, latency,
-outbox backlog, replies dropped or re-rendered, per channel. Fed by the Engine's `on_turn` hook, a
-store wrapper and the channels' own tallies."""
+outbox backlog, replies dropped or re-rendered, updates acknowledged unhandled, per channel. Fed
+by the Engine's `on_turn` hook, a store wrapper, the channels' own tallies and the HTTP app
+(`on_unhandled`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from prometheus_client.registry import Collector
 
 from convoflow.adapters.sent_parts import Deliveries
 
+from convoflow.adapters.webhooks import Unhandled
 from convoflow.messages import SessionKey
-from convoflow.runtime import TurnOutcome
+from convoflow.turns import TurnOutcome
 from convoflow.stores.base import Session, Store
 
 FAILURES = ("failed", "store_error", "undelivered", "conflicted")
@@ -41,7 +43,13 @@ class Metrics:
                                  ["channel"], registry=registry)
         self.backlog = Gauge("convoflow_outbox_backlog", "Replies committed but not yet delivered, "
                              "in sessions this process last handled.", ["channel"], registry=registry)
+        self.unhandled = Counter("convoflow_unhandled_updates", "Webhook updates acknowledged but not handled "
+                                 "(readable, but not something the bot can take), by channel and reason.",
+                                 ["channel", "reason"], registry=registry)
         self._pending: dict[SessionKey, int] = {}
+
+    def on_unhandled(self, unhandled: Unhandled) -> None:
+        self.unhandled.labels(unhandled.channel, unhandled.reason).inc()
 
     def on_turn(self, turn: TurnOutcome) -> None:
         channel = turn.channel

@@ -9,16 +9,17 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Sequence
+from typing import Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from convoflow.adapters.channel import Channel
+from convoflow.adapters.channel import Channel, router
 from convoflow.adapters.host.app import Readiness, make_app
-from convoflow.messages import SessionKey
-from convoflow.runtime import Deliver, Engine
+from convoflow.adapters.webhooks import Unhandled
+from convoflow.delivery import Route
 from convoflow.stores.base import Store, StoreError
+from convoflow.turns import Engine
 
 log = logging.getLogger("convoflow.server")
 
@@ -26,6 +27,10 @@ SHUTDOWN_SECONDS = 25.0
 """How long turns in flight may take to finish after SIGTERM (below Kubernetes' default 30 s)."""
 SWEEP_SECONDS = 30.0
 """How often waiting replies are looked for (they wait at least the Engine's handoff time first)."""
+
+
+class ListenFailed(Exception):
+    """The HTTP server could not listen on the address and port it was given."""
 
 
 async def serve(
@@ -37,14 +42,20 @@ async def serve(
     stop: asyncio.Event | None = None,
     engine: Engine | None = None,
     sweep_seconds: float = SWEEP_SECONDS,
+    on_unhandled: Callable[[Unhandled], None] | None = None,
 ) -> None:
     """Serve until `stop` is set or a signal comes. With `engine`, its replies left waiting are
-    delivered every `sweep_seconds` (and once at start, after a crash)."""
+    delivered every `sweep_seconds` (and once at start, after a crash), each through the channel
+    its address names."""
     stop = stop or asyncio.Event()
     readiness = Readiness(store)
-    runner = web.AppRunner(make_app(channels, registry, readiness), shutdown_timeout=SHUTDOWN_SECONDS)
+    runner = web.AppRunner(make_app(channels, registry, readiness, on_unhandled), shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:  # the port is taken, the address is not this host's, ...
+        await runner.cleanup()
+        raise ListenFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
     log.info("listening on %s:%d for %s", host, port, ", ".join(c.name for c in channels))
     _on_signals(stop)
     started: list[Channel] = []
@@ -55,7 +66,7 @@ async def serve(
             started.append(channel)
         readiness.started = True
         if engine is not None:
-            sweeper = asyncio.create_task(_sweep(engine, started, sweep_seconds), name="outbox-sweep")
+            sweeper = asyncio.create_task(_sweep(engine, router(started), sweep_seconds), name="outbox-sweep")
         await stop.wait()
         log.info("shutting down: no new updates; finishing turns in flight")
     finally:
@@ -63,8 +74,8 @@ async def serve(
         if sweeper is not None:
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
-        # Webhook turns run inside requests: stop listening and let those finish first, then
-        # stop the channels (polling, sockets, acknowledged turns still running), then the store.
+        # Stop listening and let the requests in flight be answered first, then stop the channels
+        # (polling, sockets; each lets the turns in flight finish delivering), then the store.
         await runner.cleanup()
         for channel in reversed(started):
             await channel.stop()
@@ -72,16 +83,10 @@ async def serve(
         log.info("stopped")
 
 
-async def _sweep(engine: Engine, channels: Sequence[Channel], every: float) -> None:
-    by_name = {channel.name: channel for channel in channels}
-
-    def deliverer(key: SessionKey) -> Deliver | None:
-        channel = by_name.get(key.partition.partition(":")[0])
-        return None if channel is None else channel.deliverer(key)
-
+async def _sweep(engine: Engine, route: Route, every: float) -> None:
     while True:
         try:
-            await engine.redeliver_waiting(deliverer)
+            await engine.redeliver_waiting(route)
         except StoreError as error:
             log.warning("could not look for waiting replies: %s", error)
         except Exception:  # noqa: BLE001 - the sweep must outlive any one failure

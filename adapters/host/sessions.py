@@ -1,4 +1,5 @@
-"""A readable, transcript-like view of a stored session (for `convoflow sessions show`)."""
+"""Stored sessions for people: a listing (`convoflow sessions list`) and a readable,
+transcript-like view of one (`convoflow sessions show`)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,30 @@ import json
 import time
 from typing import Any
 
-from convoflow.messages import message_from_dict
+from convoflow.messages import SessionKey, message_from_dict
 from convoflow.replay import INPUT, log_entries
-from convoflow.stores.base import Session
+from convoflow.stores.base import Session, Store
 
 from convoflow.adapters.console.channel import render
 
 
+NO_LIMIT = 2**62
+"""What `--limit 0` asks a store for: every session."""
+
+
+async def listing(store: Store, where: str | None, limit: int) -> list[str]:
+    """Summary lines, newest first, of at most `limit` sessions (0: no limit) in partition `where`
+    and those under it; `where` may be a whole key, PARTITION/APP, for that app's sessions only."""
+    wanted = limit or NO_LIMIT
+    if where is None or "/" not in where:
+        return [summary_line(session) for session in await store.list_sessions(where, limit=wanted)]
+    key = SessionKey.parse(where)
+    found = [s for s in await store.list_sessions(key.partition, limit=NO_LIMIT) if s.key.app == key.app]
+    return [summary_line(session) for session in found[:wanted]]
+
+
 def summary_line(session: Session) -> str:
-    return f"{session.key}  rev {session.revision}  {_status(session.state)}  updated {_when(session.updated)}"
+    return f"{session.key}  rev {session.revision}  {_status(session)}  updated {_when(session.updated)}"
 
 
 def describe(session: Session) -> str:
@@ -23,7 +39,7 @@ def describe(session: Session) -> str:
         f"partition {session.key.partition}",
         f"app       {session.key.app}",
         f"revision  {session.revision}  created {_when(session.created)}  updated {_when(session.updated)}",
-        f"status    {_status(session.state)}",
+        f"status    {_status(session)}",
         f"reply to  {json.dumps(session.address)}",
     ]
     state = session.state
@@ -54,10 +70,11 @@ def describe(session: Session) -> str:
     return "\n".join(lines)
 
 
-def _status(state: dict[str, Any] | None) -> str:
+def _status(session: Session) -> str:
+    state = session.state
     if state is None:
         return "not started"
-    if "result" in state:
+    if not session.running:
         return "finished"
     path = []
     frame: Any = state.get("fallback") or state["frame"]

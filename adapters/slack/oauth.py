@@ -1,146 +1,77 @@
-"""Multi-workspace installs: where installs and OAuth states live, and how an update finds its
-workspace's bot token.
-
-Installs are kept in the database of the session store the bot runs on: MongoDB collections beside
-the sessions (adapters.slack_mongo), or tables in the same SQLite file (slack-sdk's own SQLite
-stores, run on a worker thread: their async methods would block the event loop).
+"""Multi-workspace installs through OAuth: the app's credentials, Bolt's OAuth flow on
+`/slack/install` and `/slack/oauth_redirect`, and how an update finds its workspace's bot token.
+The installs themselves are kept by convoflow.adapters.slack.installs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sqlite3
-import time
-from contextlib import closing
-from typing import Any
+from dataclasses import dataclass
 
+from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
-from slack_sdk.oauth.installation_store.installation_store import InstallationStore
-from slack_sdk.oauth.installation_store.models.bot import Bot
-from slack_sdk.oauth.installation_store.models.installation import Installation
-from slack_sdk.oauth.installation_store.sqlite3 import SQLite3InstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
-from slack_sdk.oauth.state_store.sqlite3 import SQLite3OAuthStateStore
-from slack_sdk.oauth.state_store.state_store import OAuthStateStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
-from convoflow.stores.sqlite import SQLiteStore
-
-from convoflow.adapters.slack.mongo import MongoInstallationStore, MongoOAuthStateStore
-
-STATE_SECONDS = 600
-"""How long an install link (its OAuth state) stays valid."""
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+DEFAULT_SCOPES = (
+    "app_mentions:read", "chat:write", "im:history", "channels:history", "groups:history", "mpim:history",
+    "files:read",
+)
+"""Bot scopes asked for on install: read mentions, DMs and thread replies, post, see shared files."""
 CHECKED_TOKENS = 10_000
 """Bot tokens whose auth.test answer is remembered."""
 
 
-def oauth_stores(store: Any, client_id: str) -> tuple[AsyncInstallationStore, AsyncOAuthStateStore]:
-    """Installation and state stores in the database of the session store `store`.
+@dataclass(frozen=True)
+class SlackOAuth:
+    """Multi-workspace installs: the app's OAuth credentials and where installs and OAuth states
+    are kept (`installs.oauth_stores` makes them in the session store's database)."""
 
-    Raises ValueError for a store that keeps nothing past the process (memory://): an install
-    would be lost on the next restart, with the workspace none the wiser.
-    """
-    database = getattr(store, "database", None)
-    if database is not None:
-        return MongoInstallationStore(database, client_id), MongoOAuthStateStore(database, STATE_SECONDS)
-    if isinstance(store, SQLiteStore):
-        path = str(store.path)
-        installs = SQLite3InstallationStore(database=path, client_id=client_id)
-        states = AtomicSQLiteStateStore(database=path, expiration_seconds=STATE_SECONDS)
-        for prepared in (installs, states):
-            _create_tables(prepared)
-        return ThreadedInstallationStore(installs), ThreadedOAuthStateStore(states)
-    raise ValueError(
-        f"Slack OAuth installs need a store that lasts (sqlite:///... or mongodb://...), "
-        f"not {type(store).__name__}: installs kept in memory would vanish on restart"
+    client_id: str
+    client_secret: str
+    installation_store: AsyncInstallationStore
+    state_store: AsyncOAuthStateStore
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    redirect_uri: str | None = None
+    """The public URL of /slack/oauth_redirect; None uses the one set in the app's config."""
+
+
+def oauth_app(oauth: SlackOAuth, client: AsyncWebClient, signing_secret: str, logger: logging.Logger) -> AsyncApp:
+    """A Bolt app that serves installs and authorizes each update with its workspace's bot."""
+    settings = AsyncOAuthSettings(
+        client_id=oauth.client_id,
+        client_secret=oauth.client_secret,
+        scopes=list(oauth.scopes),
+        user_scopes=[],
+        redirect_uri=oauth.redirect_uri,
+        install_path=INSTALL_PATH,
+        redirect_uri_path=REDIRECT_PATH,
+        installation_store=oauth.installation_store,
+        installation_store_bot_only=True,
+        state_store=oauth.state_store,
+        logger=logger,
     )
-
-
-def _create_tables(store: SQLite3InstallationStore | SQLite3OAuthStateStore) -> None:
-    # Made now, on one thread: slack-sdk would make them on first use, racing its own threads.
-    try:
-        store.init()
-    except sqlite3.OperationalError:  # another process created the tables between check and create
-        store.init()
-
-
-class AtomicSQLiteStateStore(SQLite3OAuthStateStore):
-    """slack-sdk's SQLite state store, with a state consumed by one conditional delete: its own
-    select-then-delete lets two racing callbacks (threads or processes) both accept one state."""
-
-    def consume(self, state: str) -> bool:
-        with closing(self.connect()) as db, db:
-            deleted = db.execute("DELETE FROM oauth_states WHERE state = ? AND expire_at > ?", (state, time.time()))
-            return deleted.rowcount == 1
-
-
-class ThreadedInstallationStore(AsyncInstallationStore):
-    """A synchronous slack-sdk installation store, called on a worker thread."""
-
-    def __init__(self, store: InstallationStore) -> None:
-        self.store = store
-
-    @property
-    def logger(self) -> logging.Logger:
-        return self.store.logger
-
-    async def async_save(self, installation: Installation) -> None:
-        await asyncio.to_thread(self.store.save, installation)
-
-    async def async_save_bot(self, bot: Bot) -> None:
-        await asyncio.to_thread(self.store.save_bot, bot)
-
-    async def async_find_bot(
-        self, *, enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None = False
-    ) -> Bot | None:
-        return await asyncio.to_thread(self.store.find_bot, enterprise_id=enterprise_id, team_id=team_id,
-                                       is_enterprise_install=is_enterprise_install)
-
-    async def async_find_installation(
-        self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None,
-        is_enterprise_install: bool | None = False,
-    ) -> Installation | None:
-        return await asyncio.to_thread(self.store.find_installation, enterprise_id=enterprise_id, team_id=team_id,
-                                       user_id=user_id, is_enterprise_install=is_enterprise_install)
-
-    async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
-        await asyncio.to_thread(self.store.delete_bot, enterprise_id=enterprise_id, team_id=team_id)
-
-    async def async_delete_installation(
-        self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None
-    ) -> None:
-        await asyncio.to_thread(self.store.delete_installation, enterprise_id=enterprise_id, team_id=team_id,
-                                user_id=user_id)
-
-
-class ThreadedOAuthStateStore(AsyncOAuthStateStore):
-    """A synchronous slack-sdk OAuth state store, called on a worker thread."""
-
-    def __init__(self, store: OAuthStateStore) -> None:
-        self.store = store
-
-    @property
-    def logger(self) -> logging.Logger:
-        return self.store.logger
-
-    async def async_issue(self, *args: Any, **kwargs: Any) -> str:
-        return await asyncio.to_thread(self.store.issue, *args, **kwargs)
-
-    async def async_consume(self, state: str) -> bool:
-        return await asyncio.to_thread(self.store.consume, state)
+    authorize = BotAuthorize(oauth.installation_store, oauth.client_id, oauth.client_secret, client)
+    app = AsyncApp(name="convoflow", logger=logger, client=client, signing_secret=signing_secret,
+                   oauth_settings=settings, authorize=authorize,  # type: ignore[arg-type]  # an AsyncAuthorize is accepted
+                   process_before_response=True)
+    app.enable_token_revocation_listeners()
+    return app
 
 
 class BotAuthorize(AsyncAuthorize):
     """An update's bot token: its workspace's bot from the installation store, checked once per
     token with auth.test (cached), rotated when the app uses token rotation.
 
-    Unlike Bolt's default, a store that fails raises (Bolt answers 500, and Slack redelivers the
-    update later) rather than reporting the workspace as not installed, which would drop it.
+    Unlike Bolt's default, a store that fails raises (the channel answers 503, and Slack redelivers
+    the update later) rather than reporting the workspace as not installed, which would drop it.
     """
 
     def __init__(self, installation_store: AsyncInstallationStore, client_id: str, client_secret: str,

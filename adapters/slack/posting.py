@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from convoflow.adapters.sent_parts import Deliveries, Progress
 from convoflow.adapters.slack.render import Post, posts
 from convoflow.messages import Reply
-from convoflow.runtime import Undeliverable
+from convoflow.delivery import Undeliverable
 
 log = logging.getLogger("convoflow.slack")
 

@@ -2,14 +2,21 @@
 
 Two ways in. Webhook mode (a webhook URL is given): Telegram posts updates to
 `POST /telegram/webhook` on our server, each checked against the webhook secret and answered 2xx
-only once its turn is committed, so a crash or a store outage makes Telegram deliver it again.
-Polling mode (no URL): PTB's updater long-polls `getUpdates`. Updates of different chats run
-concurrently; the Engine keeps each session's updates in order.
+once its turn has committed (its replies go out after), so a crash or a store outage makes
+Telegram deliver it again. Polling mode (no URL): PTB's updater long-polls `getUpdates`, and each
+fetched update is taken through with retries (Telegram will not send it again). Either way the
+shared TurnRunner (convoflow.turn_runner) runs the turns; updates of different chats run
+concurrently, and the Engine keeps each session's updates in order.
 
 Replies go out through PTB's bot with its AIORateLimiter (which also waits out 429 RetryAfter)
 over one aiohttp session. A user who blocked the bot, or a chat that is gone, ends the reply as
 undeliverable; network errors and 5xx answers are retried with backoff. A long reply goes out in
 parts, each retried on its own; a reply attempted again skips the parts already sent.
+
+A bot opts into edited messages (and tunes the flood limits) by defining, next to its dialog:
+
+    from convoflow.adapters.telegram import TelegramOptions
+    telegram_options = TelegramOptions(edited_messages=True)
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
+import sys
 import warnings
-from typing import Any, Coroutine
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 from aiohttp import web
 from telegram import Bot, Update
@@ -26,28 +36,68 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Ne
 from telegram.ext import AIORateLimiter, Application
 from telegram.warnings import PTBUserWarning
 
+from convoflow.adapters.channel import StartFailed
 from convoflow.adapters.sent_parts import Deliveries
-from convoflow.adapters.telegram.options import SECRET_PATTERN, TOKEN_PATTERN, TelegramOptions
 from convoflow.adapters.telegram.render import render
 from convoflow.adapters.telegram.request import AiohttpRequest
-from convoflow.adapters.telegram.updates import BotIdentity, MalformedUpdate, Migration, parse_update, partition, translate
-from convoflow.messages import Incoming, Reply, SessionKey
-from convoflow.runtime import Deliver, DeliveryFailed, Engine, TooManyConflicts, Undeliverable
-from convoflow.stores.base import StoreError
+from convoflow.adapters.telegram.updates import (
+    BotIdentity, MalformedUpdate, Migration, UnreadableBody, parse_update, partition, translate,
+)
+from convoflow.adapters.webhooks import Unhandled, acknowledge_unhandled, unreadable
+from convoflow.delivery import Undeliverable
+from convoflow.messages import VIA, Incoming, Reply
+from convoflow.turn_runner import TurnRunner, Work
 
 log = logging.getLogger("convoflow.telegram")
+
+TOKEN_PATTERN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,128}")
+"""A bot token as @BotFather gives it: the bot's id, a colon, the key."""
+SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+"""What Telegram accepts as a webhook secret."""
+BOT_OPTIONS_NAME = "telegram_options"
+"""The module-level name under which a bot module sets its TelegramOptions."""
 
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 DEFAULT_API_URL = "https://api.telegram.org"
-MIGRATION_LIMIT = 200_000
-"""Sessions moved when a group becomes a supergroup (a supergroup holds at most 200,000 members)."""
+ACK_SECONDS = 30.0
+"""How long a webhook call waits for its turn's commit before it is answered 503 (Telegram awaits an
+answer for about a minute, and holds the chat's later updates while it retries)."""
 RAW_SENDS_WARNING = r"Please use 'Bot\.send_(message|photo|document)'"
 """Replies go out through `Bot.do_api_request`, which returns the raw answer: the typed send_*
 methods would parse each answer into a Message nobody reads (a fifth of a turn's CPU). PTB warns
 towards the typed methods; for these sends the raw call is meant."""
-POLLED_ATTEMPTS = 5
-"""A polled update is already acknowledged to Telegram: a store outage is waited out this often."""
+
+
+@dataclass(frozen=True)
+class TelegramOptions:
+    edited_messages: bool = False
+    """Take an edited message as the user's next message (ignored by default)."""
+    overall_max_rate: float = 30
+    """Messages per second to all chats (Telegram's flood limit); 0 disables this limit."""
+    group_max_rate: float = 20
+    """Messages per minute to one group; 0 disables this limit."""
+    retry_after_retries: int = 3
+    """How often a send answered with 429 RetryAfter is retried (after the time Telegram asks)."""
+    network_retries: int = 3
+    """How often a send that failed on the network or with a 5xx is retried."""
+    backoff_seconds: float = 0.5
+    """First pause before a network retry; it doubles with every further attempt."""
+    poll_timeout: float = 10
+    """Long-polling: how long one getUpdates call waits for updates."""
+    connection_limit: int = 256
+    """Concurrent HTTP connections to the Bot API."""
+
+
+def bot_options(dialog_factory: Callable[..., Any]) -> TelegramOptions:
+    """The `telegram_options` the bot's module defines next to its dialog, or the defaults."""
+    module = sys.modules.get(getattr(dialog_factory, "__module__", ""))
+    found = getattr(module, BOT_OPTIONS_NAME, None)
+    if found is None:
+        return TelegramOptions()
+    if not isinstance(found, TelegramOptions):
+        raise ValueError(f"{dialog_factory.__module__}.{BOT_OPTIONS_NAME} must be a TelegramOptions, not {type(found).__name__}")
+    return found
 
 
 class TelegramChannel:
@@ -58,7 +108,7 @@ class TelegramChannel:
 
     def __init__(
         self,
-        engine: Engine,
+        runner: TurnRunner,
         token: str,
         *,
         webhook_secret: str | None = None,
@@ -73,13 +123,13 @@ class TelegramChannel:
         if webhook_secret is not None and not SECRET_PATTERN.fullmatch(webhook_secret):
             raise ValueError("the webhook secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         warnings.filterwarnings("ignore", RAW_SENDS_WARNING, PTBUserWarning)
-        self.engine = engine
+        self.runner = runner
         self.options = options
         self.deliveries = Deliveries()
         self.webhook_url = webhook_url or None
         self.webhook_secret = (webhook_secret or "").encode()
         self.identity = BotIdentity(int(token.partition(":")[0]), "")
-        root = (api_url or DEFAULT_API_URL).rstrip("/").removesuffix("/bot")
+        root = self.api_root = (api_url or DEFAULT_API_URL).rstrip("/").removesuffix("/bot")
         self._requests = [AiohttpRequest(options.connection_limit)]
         builder = (
             Application.builder()
@@ -101,7 +151,6 @@ class TelegramChannel:
         self.application = builder.build()
         self._ready = False
         self._consumer: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         if webhook_secret and not self.webhook_url:
             log.warning("a webhook secret is set but no webhook URL: polling, the secret is unused")
 
@@ -118,6 +167,9 @@ class TelegramChannel:
         except InvalidToken:  # its message quotes the token: not repeated here
             await self._close_requests()
             raise ValueError("Telegram refused the bot token") from None
+        except NetworkError as error:
+            await self._close_requests()
+            raise StartFailed(f"cannot reach the Telegram Bot API at {self.api_root}: {error}", "api_url") from error
         except BaseException:
             await self._close_requests()
             raise
@@ -126,7 +178,12 @@ class TelegramChannel:
         allowed = ["message", "callback_query", *(["edited_message"] if self.options.edited_messages else [])]
         try:
             if self.webhook_url:
-                await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret.decode(), allowed_updates=allowed)
+                try:
+                    await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret.decode(),
+                                               allowed_updates=allowed)
+                except BadRequest as error:  # e.g. http://, a port Telegram does not post to
+                    raise StartFailed(f"Telegram refused the webhook URL {self.webhook_url}: {error.message}",
+                                      "webhook_url") from error
                 log.info("webhook set for @%s", self.identity.username)
                 return
             updater = self.application.updater
@@ -155,11 +212,8 @@ class TelegramChannel:
             self._consumer = None
             queue = self.application.update_queue
             while not queue.empty():
-                update = queue.get_nowait()
-                if isinstance(update, Update):
-                    self._spawn(self._polled(update))
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+                self._take(queue.get_nowait())
+        await self.runner.drain()
         await self.application.shutdown()
 
     # --- updates ------------------------------------------------------------------------------
@@ -173,62 +227,44 @@ class TelegramChannel:
             return web.Response(status=503, text="starting", headers={"Retry-After": "1"})
         body = await request.read()  # aiohttp answers 413 above the app's client_max_size
         try:
-            update = parse_update(body, self.bot)
-            await self.process(update)
-        except MalformedUpdate as error:
-            log.warning("webhook body refused: %s", error)
-            return web.Response(status=400, text=str(error))
-        except (StoreError, TooManyConflicts) as error:
-            log.warning("update not processed, Telegram will deliver it again: %s", error)
-            return web.Response(status=503, text="store unavailable")
+            work = self._work(parse_update(body, self.bot))
+        except UnreadableBody as error:
+            return unreadable(self.name, str(error))
+        except MalformedUpdate as error:  # retrying cannot help: acknowledged (see adapters.webhooks)
+            return acknowledge_unhandled(Unhandled(self.name, error.reason, error.update), str(error))
+        if work is not None and not await self.runner.answer(work, within=ACK_SECONDS):
+            return web.Response(status=503, text="not processed; deliver again")
         return web.Response(text="ok")
 
-    async def process(self, update: Update) -> None:
-        """One update, through to the committed turn. Raises MalformedUpdate, or StoreError /
-        TooManyConflicts when nothing was committed (the update must come again)."""
-        query = update.callback_query
-        try:
-            found = translate(update, self.identity, self.engine.app, self.options.edited_messages)
-            if isinstance(found, Incoming):
-                try:
-                    await self.engine.handle(found, self.deliver)
-                except DeliveryFailed as failed:  # committed: the replies wait in the outbox
-                    log.warning("%s", failed)
-            elif isinstance(found, Migration):
-                await self._migrate(found)
-            else:
-                log.debug("update %s ignored: %s", update.update_id, found.reason)
-        finally:
-            if query is not None:
-                await self._answer(query.id)  # always, so the user's button stops spinning
+    def _work(self, update: Update) -> Work | None:
+        """What an update asks of the engine, or None when it asks nothing. Raises MalformedUpdate."""
+        if update.callback_query is not None:  # answered in any case, so the button stops spinning
+            self.runner.spawn(self._answer(update.callback_query.id))
+        found = translate(update, self.identity, self.runner.engine.app, self.options.edited_messages)
+        if isinstance(found, Incoming):
+            return self.runner.turn(replace(found, address={VIA: self.name, **found.address}), self.send)
+        if isinstance(found, Migration):
+            return Work(f"migration of chat {found.old_chat} to {found.new_chat}",
+                        lambda committed: self._migrate(found, committed))
+        log.debug("update %s ignored: %s", update.update_id, found.reason)
+        return None
 
     async def _consume(self) -> None:
         queue = self.application.update_queue
         while True:
-            update = await queue.get()
-            if isinstance(update, Update):
-                self._spawn(self._polled(update))
+            self._take(await queue.get())
 
-    async def _polled(self, update: Update) -> None:
-        for attempt in range(POLLED_ATTEMPTS):
-            try:
-                await self.process(update)
-                return
-            except MalformedUpdate as error:
-                log.warning("polled update refused: %s", error)
-                return
-            except (StoreError, TooManyConflicts) as error:
-                log.warning("update %s not processed (attempt %d): %s", update.update_id, attempt + 1, error)
-                await asyncio.sleep(self.options.backoff_seconds * 2**attempt)
-            except Exception:
-                log.exception("update %s failed", update.update_id)
-                return
-        log.error("update %s dropped: the store stayed unavailable", update.update_id)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _take(self, update: object) -> None:
+        """A polled update (Telegram has it as delivered already): taken through with retries."""
+        if not isinstance(update, Update):
+            return
+        try:
+            work = self._work(update)
+        except MalformedUpdate as error:
+            log.warning("polled update refused: %s", error)
+            return
+        if work is not None:
+            self.runner.take(work)
 
     async def _answer(self, query_id: str) -> None:
         try:
@@ -236,26 +272,20 @@ class TelegramChannel:
         except TelegramError as error:  # an old or already answered query: nothing to stop
             log.debug("answerCallbackQuery %s: %s", query_id, error)
 
-    async def _migrate(self, migration: Migration) -> None:
+    async def _migrate(self, migration: Migration, committed: Callable[[], None]) -> None:
         old = partition(self.identity.id, migration.old_chat)
         new = partition(self.identity.id, migration.new_chat)
-        sessions = await self.engine.store.list_sessions(old, limit=MIGRATION_LIMIT)
-        moved = 0
-        for session in sessions:
-            if session.key.app == self.engine.app:
-                target = SessionKey(new + session.key.partition.removeprefix(old), session.key.app)
-                moved += await self.engine.move(session.key, target, {"chat_id": migration.new_chat})
+        moved = await self.runner.engine.move_partition(old, new, {VIA: self.name, "chat_id": migration.new_chat})
+        committed()
         log.info("chat %s became %s: %d sessions moved", migration.old_chat, migration.new_chat, moved)
 
     # --- replies ------------------------------------------------------------------------------
 
-    def deliverer(self, key: SessionKey) -> Deliver | None:
-        return self.deliver if key.partition.startswith(f"telegram:{self.identity.id}:") else None
-
-    async def deliver(self, reply: Reply) -> None:
-        """Each part of the reply once: a part that failed is retried, and when the reply is
-        attempted again the parts this process already sent are skipped (see sent_parts)."""
-        await self.deliveries.send_all(reply, render(reply), lambda send: self._send(send.method, send.kwargs))
+    async def send(self, reply: Reply) -> None:
+        """A reply, in the chat (and topic) its address names, as the calls `render` makes of it:
+        each part once; a part that failed is retried, and when the reply is attempted again the
+        parts this process already sent are skipped (see sent_parts)."""
+        await self.deliveries.send_all(reply, render(reply), lambda call: self._send(call.method, call.kwargs))
 
     async def _send(self, method: str, kwargs: dict[str, Any]) -> None:
         attempt = 0

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any, Union
 
 from telegram import Bot, CallbackQuery, MaybeInaccessibleMessage, Message, MessageEntity, Update
 from telegram.constants import ChatType
 
+from convoflow.adapters.webhooks import UnhandledReason
 from convoflow.buttons import ButtonRef, decode_button
 from convoflow.messages import Incoming, IncomingKind, Media, SessionKey
 from convoflow.types import JSON
@@ -24,7 +26,51 @@ _COMMAND = re.compile(r"/(?P<name>[A-Za-z0-9_]{1,64})(?:@(?P<bot>[A-Za-z0-9_]+))
 
 
 class MalformedUpdate(ValueError):
-    """The body is not a Telegram Update we can read."""
+    """JSON, but not a Telegram Update we can handle (acknowledged, never retried). `update` is its
+    update_id when it has one."""
+
+    def __init__(self, message: str, reason: UnhandledReason = "malformed", update: int | None = None) -> None:
+        super().__init__(message)
+        self.reason: UnhandledReason = reason
+        self.update = update
+
+
+class UnreadableBody(MalformedUpdate):
+    """The body is not JSON at all, or nested too deeply to read (answered 400)."""
+
+
+@dataclass(frozen=True)
+class Required:
+    """A field Telegram always sends (python-telegram-bot takes a null for one without a word)."""
+
+    schema: Schema
+
+
+Schema = Union[type, Required, "dict[str, Schema]", "list[Schema]"]
+"""The type a field must have when present: `int` (a JSON integer, no bool, within 64 bits), `str`,
+`bool`, `dict` (any object); a dict of field schemas (an object); `[schema]` (a list of them);
+`Required(schema)`: present, not null, and of that schema."""
+
+_USER: Schema = {"id": Required(int), "is_bot": Required(bool), "first_name": Required(str), "username": str}
+_CHAT: Schema = {"id": Required(int), "type": Required(str), "is_forum": bool}
+_ENTITY: Schema = {"type": Required(str), "offset": Required(int), "length": Required(int), "user": _USER}
+_FILE: Schema = {"file_id": Required(str)}
+_REPLIED: Schema = {"message_id": Required(int), "date": Required(int), "chat": Required(_CHAT), "from": _USER,
+                    "text": str, "caption": str, "forum_topic_created": dict}
+_MESSAGE: Schema = {
+    "message_id": Required(int), "date": Required(int), "chat": Required(_CHAT), "from": _USER, "text": str,
+    "caption": str, "entities": [_ENTITY], "caption_entities": [_ENTITY], "photo": [_FILE], "document": _FILE,
+    "message_thread_id": int, "is_topic_message": bool, "migrate_to_chat_id": int, "reply_to_message": _REPLIED,
+}
+_UPDATE: Schema = {
+    "update_id": Required(int), "message": _MESSAGE, "edited_message": _MESSAGE,
+    "callback_query": {"id": Required(str), "from": Required(_USER), "message": _MESSAGE, "data": str,
+                       "chat_instance": Required(str)},
+}
+"""The fields `translate` reads, so that a mistyped one (a string chat id, NaN for text, a list for
+message_thread_id, a null chat id) is refused here rather than failing somewhere later."""
+INT_LIMIT = 2**63
+"""Telegram's integers (ids, dates) fit in 64 bits; a larger one is no Telegram value."""
 
 
 @dataclass(frozen=True)
@@ -47,18 +93,57 @@ class Ignored:
 
 
 def parse_update(body: bytes, bot: Bot) -> Update:
-    """A webhook body as an Update. Raises MalformedUpdate saying what is wrong with it."""
+    """A webhook body as an Update. Raises UnreadableBody when it is not JSON, MalformedUpdate
+    saying what is wrong with it when it is not an Update."""
     try:
         data = json.loads(body)
     except ValueError:
-        raise MalformedUpdate("body is not JSON") from None
+        raise UnreadableBody("body is not JSON") from None
+    except RecursionError:
+        raise UnreadableBody("body is nested too deeply to read") from None
     if not isinstance(data, dict) or type(data.get("update_id")) is not int:
-        raise MalformedUpdate("body is not a Telegram Update (no integer update_id)")
+        raise MalformedUpdate("body is not a Telegram Update (no integer update_id)", "not_an_update")
+    update_id = data["update_id"]
+    problem = _mistyped(data, _UPDATE, "update")
+    if problem is not None:
+        raise MalformedUpdate(f"update {update_id} is not a valid Telegram Update: {problem}", update=update_id)
     try:
         update = Update.de_json(data, bot)
     except Exception as error:  # noqa: BLE001 - PTB raises whatever a missing field causes
-        raise MalformedUpdate(f"update {data['update_id']} is not a valid Telegram Update: {error}") from None
+        raise MalformedUpdate(f"update {update_id} is not a valid Telegram Update: {error}", update=update_id) from None
     return update
+
+
+def _mistyped(value: Any, schema: Schema, path: str) -> str | None:
+    """What is wrong with `value` by `schema` (its first misfit), or None."""
+    if isinstance(schema, Required):
+        return _mistyped(value, schema.schema, path)
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            return f"{path} is {_kind(value)}, not an object"
+        for name, inner in schema.items():
+            if value.get(name) is None:
+                if isinstance(inner, Required):
+                    return f"{path}.{name} is missing"
+                continue
+            problem = _mistyped(value[name], inner, f"{path}.{name}")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return f"{path} is {_kind(value)}, not a list"
+        return next((p for n, item in enumerate(value) if (p := _mistyped(item, schema[0], f"{path}[{n}]"))), None)
+    if schema is int:
+        if type(value) is not int:
+            return f"{path} is {_kind(value)}, not an integer"
+        return None if -INT_LIMIT <= value < INT_LIMIT else f"{path} is out of range"
+    return None if type(value) is schema else f"{path} is {_kind(value)}, not {schema.__name__}"
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), type(value).__name__)
 
 
 def partition(bot_id: int, chat_id: int, *scopes: int | None) -> str:
@@ -67,7 +152,15 @@ def partition(bot_id: int, chat_id: int, *scopes: int | None) -> str:
 
 def translate(update: Update, bot: BotIdentity, app: str, edited_messages: bool = False) -> Incoming | Migration | Ignored:
     """What an update means for the engine. Raises MalformedUpdate for an update lacking what
-    Telegram always sends (a message's chat, a callback's sender)."""
+    Telegram always sends (a message's chat, a callback's sender) or that cannot be read."""
+    try:
+        return _translate(update, bot, app, edited_messages)
+    except Exception as error:  # noqa: BLE001 - reading an update is pure: what fails is the update's doing
+        problem = str(error) if isinstance(error, MalformedUpdate) else f"cannot be read ({type(error).__name__}: {error})"
+        raise MalformedUpdate(f"update {update.update_id}: {problem}", update=update.update_id) from None
+
+
+def _translate(update: Update, bot: BotIdentity, app: str, edited_messages: bool) -> Incoming | Migration | Ignored:
     update_id = f"telegram:{bot.id}:{update.update_id}"
     if update.message is not None:
         return _from_message(update_id, update.message, bot, app)

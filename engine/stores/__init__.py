@@ -8,8 +8,11 @@ from convoflow.stores.base import Conflict, Session, SessionTooLarge, Store, Sto
 from convoflow.stores.memory import MemoryStore
 
 
-def open_store(url: str) -> Store:
-    """Open the store a URL names. Raises ValueError for an unknown or malformed URL."""
+def open_store(url: str, read_only: bool = False) -> Store:
+    """Open the store a URL names. Raises ValueError for an unknown or malformed URL.
+
+    `read_only` opens it for reading alone (what `convoflow sessions` does): nothing is ever
+    created or written, and a SQLite file that does not exist is a StoreError naming its path."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"store URL {_shown(url)!r} has no scheme; use memory://, sqlite:///path.db or mongodb://...")
@@ -18,11 +21,11 @@ def open_store(url: str) -> Store:
     if scheme == "sqlite":
         from convoflow.stores.sqlite import SQLiteStore
 
-        return SQLiteStore.from_url(url)
+        return SQLiteStore.from_url(url, read_only=read_only)
     if scheme in ("mongodb", "mongodb+srv"):
         from convoflow.stores.mongo import MongoStore
 
-        return MongoStore.from_url(url)
+        return MongoStore.from_url(url, read_only=read_only)
     raise ValueError(f"unknown store scheme {scheme!r} in {_shown(url)!r}; use memory://, sqlite:///path.db or mongodb://...")
 
 

@@ -49,6 +49,12 @@ class Session:
     remembered: dict[str, float] = field(default_factory=dict)
     queued: tuple[dict[str, Any], ...] = ()
 
+    @property
+    def running(self) -> bool:
+        """A conversation is running: started, and neither finished (the replay state records the
+        top dialog's result once it has returned) nor cancelled (no state)."""
+        return self.state is not None and "result" not in self.state
+
     def advanced(self, **changes: Any) -> Session:
         """The next revision of this session (what a commit writes)."""
         now = time.time()

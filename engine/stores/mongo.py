@@ -75,6 +75,7 @@ class MongoStore:
     `timeout` bounds every store operation (seconds; pymongo's client-side operation timeout), so
     an unreachable server raises StoreError instead of hanging. `ttl` (seconds, None = never)
     makes MongoDB delete sessions idle that long. `max_session_bytes` refuses larger sessions.
+    `read_only` refuses every write (so no index is ever created either).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class MongoStore:
         ttl: float | None = None,
         max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
+        read_only: bool = False,
     ) -> None:
         if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
             raise ValueError(f"ttl must be a number of seconds > 0 (or None for no expiry), not {ttl!r}")
@@ -106,13 +108,14 @@ class MongoStore:
         self.ttl = ttl
         self.max_session_bytes = max_session_bytes
         self.timeout = timeout
+        self.read_only = read_only
         self._owned_client: AsyncMongoClient[Any] | None = None
         self._indexed = False
         self._indexing = asyncio.Lock()
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str) -> MongoStore:
+    def from_url(cls, url: str, read_only: bool = False) -> MongoStore:
         """`mongodb://[user:pass@]host[:port][,host...]/[DATABASE][?options]` or `mongodb+srv://...`.
 
         The database defaults to "convoflow". Besides every standard connection option, the query
@@ -153,7 +156,7 @@ class MongoStore:
                 )
             store = cls(  # the client's URL names the database, if any
                 client, collection=ours.get("collection", DEFAULT_COLLECTION), ttl=ttl,
-                max_session_bytes=max_bytes, timeout=timeout,
+                max_session_bytes=max_bytes, timeout=timeout, read_only=read_only,
             )
         except (PyMongoError, TypeError, ValueError, UserWarning) as error:  # pymongo names the bad part
             hint = f" (the store's own options: {', '.join(STORE_OPTIONS)})" if "Unknown option" in str(error) else ""
@@ -169,6 +172,7 @@ class MongoStore:
         return None if document is None else self._session(document)
 
     async def commit(self, session: Session) -> None:
+        self._writable()
         document = self._document(session)
         await self._ensure_indexes()
         with self._operation("committing", session.key):
@@ -183,6 +187,7 @@ class MongoStore:
             raise Conflict(session.key, session.revision - 1)
 
     async def mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
+        self._writable()
         delivered = {"$pull": {"outbox": {"seq": {"$lte": through_seq}}}}
         with self._operation("marking replies delivered", key):
             # The common case, one round trip: the session is still at the revision just committed.
@@ -328,6 +333,10 @@ class MongoStore:
             else:
                 reason = "the server refused the operation"
             raise StoreError(f"{self._where()}: {reason} while {doing}{session}: {error}") from error
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self._where()} is open read-only; nothing was written")
 
     def _where(self) -> str:
         return f"MongoDB store {self.database.name}.{self.collection.name}"

@@ -65,21 +65,25 @@ _SCHEMA = (
 class SQLiteStore:
     """Sessions in the SQLite file at `path` (created on first use; its directory must exist).
 
-    `timeout` is how long a write waits while another process holds the write lock.
+    `timeout` is how long a write waits while another process holds the write lock. `read_only`
+    opens an existing file for reading alone: nothing is created or written (not even the schema).
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = DEFAULT_TIMEOUT, read_only: bool = False) -> None:
         # Resolved now, so a later chdir cannot point the store at another file.
         self.path = Path(path).absolute()
         if not self.path.parent.is_dir():
             raise StoreError(f"cannot open SQLite store {self.path}: directory {self.path.parent} does not exist")
+        if read_only and not self.path.is_file():
+            raise StoreError(f"SQLite store {self.path} does not exist (nothing has been stored there)")
         self.timeout = timeout
+        self.read_only = read_only
         self._db: sqlite3.Connection | None = None
         self._closed = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convoflow-sqlite")
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
+    def from_url(cls, url: str, read_only: bool = False) -> SQLiteStore:
         """`sqlite:///relative/path.db` or `sqlite:////absolute/path.db`, optionally `?timeout=SECONDS`."""
         scheme, _, rest = url.partition("://")
         rest, _, query = rest.partition("?")
@@ -104,7 +108,7 @@ class SQLiteStore:
                 raise ValueError(f"timeout in {url!r} must be a number of seconds") from None
             if not (math.isfinite(timeout) and timeout >= 0):
                 raise ValueError(f"timeout in {url!r} must be a number of seconds >= 0")
-        return cls(path, timeout=timeout)
+        return cls(path, timeout=timeout, read_only=read_only)
 
     # --- the Store protocol ----------------------------------------------------------------------
 
@@ -171,6 +175,9 @@ class SQLiteStore:
         """The thread's connection, opened (and the schema made) on first use; retried after a failure."""
         if self._db is not None:
             return self._db
+        if self.read_only:
+            self._db = self._read_only_connection()
+            return self._db
         # isolation_level=None: no implicit transactions; each statement commits on its own and the
         # few multi-statement writes say BEGIN IMMEDIATE themselves. `timeout` is the busy timeout.
         db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
@@ -189,6 +196,24 @@ class SQLiteStore:
             db.close()
             raise
         self._db = db
+        return db
+
+    def _read_only_connection(self) -> sqlite3.Connection:
+        # A database some process has open in WAL mode has its -wal file beside it: read it live.
+        # Without one nobody has it open, and it is read as it is, with no -wal or -shm created.
+        live = Path(f"{self.path}-wal").exists()
+        db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro{'' if live else '&immutable=1'}", uri=True,
+                             timeout=self.timeout, isolation_level=None)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"SQLite store {self.path} has schema version {version}, written by a newer "
+                                 f"convoflow; this one knows up to {SCHEMA_VERSION}")
+            if version == 0:
+                raise StoreError(f"SQLite store {self.path} holds no convoflow sessions (no schema)")
+        except BaseException:
+            db.close()
+            raise
         return db
 
     def _to_wal(self, db: sqlite3.Connection) -> str:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pymongo import AsyncMongoClient, monitoring  # noqa: E402
 
 from convoflow import Incoming, SessionKey, dialog, get_client_response, goto, send_message  # noqa: E402
-from convoflow.runtime import Engine  # noqa: E402
+from convoflow.turns import Engine  # noqa: E402
 from convoflow.stores import MemoryStore, Session, Store  # noqa: E402
 from convoflow.stores.mongo import MongoStore  # noqa: E402
 from convoflow.stores.sqlite import SQLiteStore  # noqa: E402

@@ -7,8 +7,8 @@ convoflow (`bots/guessbot.py` behind the Telegram channel, as `convoflow run` se
 memory and SQLite stores, and the same game written with aiogram 3 (its FSM, memory storage, its
 own aiohttp webhook handler; installed into `.bench-venv/`, never a convoflow dependency). A raw
 aiohttp bot (no framework, state in a dict) shows the harness's own ceiling. A turn is one update
-posted to the webhook, timed until the fake API received that turn's last reply; every webhook is
-answered only after its update was handled. Flood limits are off on both sides (the fake API has
+posted to the webhook, timed until the fake API received that turn's last reply (convoflow answers
+the webhook once the turn has committed, the others once they have handled it). Flood limits are off on both sides (the fake API has
 none; aiogram has no limiter); logging is at WARNING on both sides.
 """
 
@@ -55,9 +55,9 @@ async def serve_convoflow(store_url: str, port: int, api_url: str) -> None:
     from convoflow.adapters.host.loader import load_bot
     from convoflow.adapters.host.metrics import MeteredStore, Metrics
     from convoflow.adapters.host.serve import serve
-    from convoflow.adapters.telegram.channel import TelegramChannel
-    from convoflow.adapters.telegram.options import TelegramOptions
-    from convoflow.runtime import Engine
+    from convoflow.adapters.telegram.channel import TelegramChannel, TelegramOptions
+    from convoflow.turn_runner import TurnRunner
+    from convoflow.turns import Engine
     from convoflow.stores import open_store
 
     logging.basicConfig(level=logging.WARNING)
@@ -67,7 +67,7 @@ async def serve_convoflow(store_url: str, port: int, api_url: str) -> None:
     opened = open_store(store_url)
     store = MeteredStore(opened, metrics)
     engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=metrics.on_turn)
-    channel = TelegramChannel(engine, TOKEN, webhook_secret=SECRET, webhook_url="https://bench.example.org/telegram/webhook",
+    channel = TelegramChannel(TurnRunner(engine), TOKEN, webhook_secret=SECRET, webhook_url="https://bench.example.org/telegram/webhook",
                               api_url=api_url, options=TelegramOptions(overall_max_rate=0, group_max_rate=0))
     await serve([channel], store, registry, "127.0.0.1", port)
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from convoflow import Incoming, ManualClock, Reply, SessionKey, dialog, get_client_response, send_message, sleep_until  # noqa: E402
-from convoflow.runtime import Engine  # noqa: E402
+from convoflow.turns import Engine  # noqa: E402
 from convoflow.scheduler import Scheduler  # noqa: E402
 from convoflow.stores import Session, Store, open_store  # noqa: E402
 from convoflow.stores.mongo import MongoStore  # noqa: E402

@@ -26,7 +26,7 @@ if __name__ == "__main__":
 from convoflow.adapters.host.loader import Bot, load_bot  # noqa: E402
 from convoflow import Incoming, ManualClock, Reply, SessionKey  # noqa: E402
 from convoflow.messages import message_to_dict  # noqa: E402
-from convoflow.runtime import Engine, TurnOutcome  # noqa: E402
+from convoflow.turns import Engine, TurnOutcome  # noqa: E402
 from convoflow.stores import MemoryStore, Session, Store  # noqa: E402
 
 KEY_PARTITION = "history:recorder"

@@ -6,7 +6,7 @@ or never shows in the replies themselves. Used by the scale-out test and benchma
 
 import random
 
-from convoflow.adapters.telegram.options import TelegramOptions
+from convoflow.adapters.telegram import TelegramOptions
 from convoflow import ask, dialog, send_message
 
 HIGHEST = 16

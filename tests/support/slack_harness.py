@@ -15,7 +15,8 @@ from aiohttp import web
 from convoflow.adapters.host.loader import load_bot
 from convoflow.adapters.host.app import make_app
 from convoflow.adapters.slack.channel import SlackChannel
-from convoflow.runtime import Engine
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
 from convoflow.stores import Store
 from tests.support.fake_slack import Call, FakeSlack
 from tests.support.slack_payloads import SIGNING_SECRET, block_actions, event_callback, form_body, signed_headers
@@ -61,14 +62,16 @@ class SlackApp:
 
 
 @asynccontextmanager
-async def running_slack(engine: Engine, fake: FakeSlack, **options: Any) -> AsyncIterator[SlackApp]:
-    """The channel on a free loopback port; shut down as `serve()` does (server first, then the
-    channel, which finishes its turns)."""
+async def running_slack(engine: Engine, fake: FakeSlack, *, ack_seconds: float = 2.0, drain_seconds: float = 20.0,
+                        **options: Any) -> AsyncIterator[SlackApp]:
+    """The channel on a free loopback port, its turns run by a TurnRunner with these deadlines;
+    shut down as `serve()` does (server first, then the channel, which finishes its turns)."""
+    runner = TurnRunner(engine, ack_seconds=ack_seconds, drain_seconds=drain_seconds, retry_delays=(0.5, 2.0, 5.0))
     if "oauth" not in options:
         options.setdefault("bot_token", fake.teams[0].bot_token)
     if "app_token" not in options:
         options.setdefault("signing_secret", SIGNING_SECRET)
-    channel = SlackChannel(engine, api_url=fake.api_url, **options)
+    channel = SlackChannel(runner, api_url=fake.api_url, **options)
     runner = web.AppRunner(make_app([channel]))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

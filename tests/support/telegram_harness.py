@@ -1,5 +1,9 @@
 """A Telegram bot under test: the real TelegramChannel (and python-telegram-bot) behind the real
-HTTP app, talking to the fake Bot API, with helpers to post updates and play the example bots."""
+HTTP app, talking to the fake Bot API, with helpers to post updates and play the example bots.
+
+The webhook answers once a turn has committed, and its replies go out after; `post` then waits
+until the bot has finished what it was doing (delivery included) unless told not to, so a test
+reads the fake's calls as a user would once the bot has answered."""
 
 from __future__ import annotations
 
@@ -12,15 +16,17 @@ from aiohttp.test_utils import TestServer
 
 from convoflow.adapters.host.loader import load_bot
 from convoflow.adapters.host.app import make_app
-from convoflow.adapters.telegram.channel import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
-from convoflow.adapters.telegram.options import TelegramOptions
-from convoflow.runtime import Engine
+from convoflow.adapters.telegram.channel import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel, TelegramOptions
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
 from convoflow.stores import MemoryStore, Store
 from tests.support.fake_telegram import TOKEN, FakeTelegram
 
 SECRET = "s3cret_Webhook-token"
 FAST = TelegramOptions(backoff_seconds=0.01, poll_timeout=1)
 """Test options: quick backoff and short long-polls (the retry logic is the same)."""
+QUICK_RETRIES = (0.01, 0.02, 0.04)
+"""The turn runner's retries, shortened likewise."""
 
 
 @dataclass
@@ -28,16 +34,22 @@ class Bot:
     """A running bot: `post` sends a webhook update, `fake` is the Bot API it talks to."""
 
     fake: FakeTelegram
-    engine: Engine
+    runner: TurnRunner
     channel: TelegramChannel
     server: TestServer | None = None
     http: aiohttp.ClientSession = field(default_factory=aiohttp.ClientSession)
 
     @property
+    def engine(self) -> Engine:
+        return self.runner.engine
+
+    @property
     def store(self) -> Store:
         return self.engine.store
 
-    async def post(self, update: Any, secret: str | None = SECRET, raw: bytes | None = None) -> int:
+    async def post(self, update: Any, secret: str | None = SECRET, raw: bytes | None = None, settle: bool = True) -> int:
+        """Post an update as Telegram does; returns the status answered. With `settle`, returns once
+        the bot has also finished the work the update started (its replies are out)."""
         assert self.server is not None, "a polling bot has no webhook"
         headers = {"Content-Type": "application/json"}
         if secret is not None:
@@ -45,7 +57,9 @@ class Bot:
         body = raw if raw is not None else json.dumps(update).encode()
         async with self.http.post(self.server.make_url(WEBHOOK_PATH), data=body, headers=headers) as response:
             await response.read()
-            return response.status
+        if settle:
+            await self.runner.drain()
+        return response.status
 
     async def close(self) -> None:
         await self.http.close()
@@ -63,19 +77,20 @@ async def start_bot(
     webhook: bool = True,
     options: TelegramOptions = FAST,
     app: str | None = None,
+    retry_delays: tuple[float, ...] = QUICK_RETRIES,
 ) -> Bot:
     """The bot (a dialog, or a bot spec such as "bots/guessbot.py") running in webhook or polling mode."""
     if isinstance(dialog, str):
         loaded = load_bot(dialog)
         dialog, app = loaded.dialog, app or loaded.app
     fake = await FakeTelegram().start()
-    engine = Engine(dialog, store or MemoryStore(), app=app)
+    runner = TurnRunner(Engine(dialog, store or MemoryStore(), app=app), retry_delays=retry_delays)
     channel = TelegramChannel(
-        engine, TOKEN, webhook_secret=SECRET if webhook else None,
+        runner, TOKEN, webhook_secret=SECRET if webhook else None,
         webhook_url="https://bot.example.org/telegram/webhook" if webhook else None,
         api_url=fake.url, options=options,
     )
-    bot = Bot(fake, engine, channel)
+    bot = Bot(fake, runner, channel)
     if webhook:
         bot.server = TestServer(make_app([channel]), host="127.0.0.1")
         await bot.server.start_server()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convoflow import Incoming, ManualClock, Reply, SessionKey, Text
-from convoflow.runtime import Engine, TurnOutcome
+from convoflow.turns import Engine, TurnOutcome
 from convoflow.scheduler import Scheduler
 
 _ids = itertools.count(1)

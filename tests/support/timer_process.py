@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from convoflow import Clock, ManualClock, Reply, SessionKey, SystemClock, dialog, get_client_response, send_message, sleep_until
-from convoflow.runtime import Engine
+from convoflow.turns import Engine
 from convoflow.scheduler import Scheduler
 from convoflow.stores import Store, open_store
 
