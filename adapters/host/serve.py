@@ -1,7 +1,8 @@
 """Run channels behind the HTTP server until SIGTERM/SIGINT, then shut down gracefully:
 stop taking updates, let turns in flight finish and deliver, close the store. A second signal
 exits at once. Meanwhile, replies left waiting in outboxes (their process died between commit and
-delivery, or the platform was down) are swept up and delivered through their channel."""
+delivery, or the platform was down) are swept up and delivered through their channel, and the
+timers of the served channels' sessions fire (convoflow.scheduler), their replies routed likewise."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from convoflow.adapters.channel import Channel, router
 from convoflow.adapters.host.app import Readiness, make_app
 from convoflow.adapters.webhooks import Unhandled
 from convoflow.delivery import Route
+from convoflow.messages import Reply, SessionKey
+from convoflow.scheduler import Scheduler
 from convoflow.stores.base import Store, StoreError
 from convoflow.turns import Engine
 
@@ -46,7 +49,7 @@ async def serve(
 ) -> None:
     """Serve until `stop` is set or a signal comes. With `engine`, its replies left waiting are
     delivered every `sweep_seconds` (and once at start, after a crash), each through the channel
-    its address names."""
+    its address names, and its sessions' timers fire (those of the channels served here)."""
     stop = stop or asyncio.Event()
     readiness = Readiness(store)
     runner = web.AppRunner(make_app(channels, registry, readiness, on_unhandled), shutdown_timeout=SHUTDOWN_SECONDS)
@@ -60,6 +63,7 @@ async def serve(
     _on_signals(stop)
     started: list[Channel] = []
     sweeper: asyncio.Task[None] | None = None
+    timers: asyncio.Task[None] | None = None
     try:
         for channel in channels:
             await channel.start()
@@ -67,13 +71,15 @@ async def serve(
         readiness.started = True
         if engine is not None:
             sweeper = asyncio.create_task(_sweep(engine, router(started), sweep_seconds), name="outbox-sweep")
+            timers = asyncio.create_task(scheduler_for(engine, started).run(), name="timers")
         await stop.wait()
         log.info("shutting down: no new updates; finishing turns in flight")
     finally:
         readiness.started = False
-        if sweeper is not None:
-            sweeper.cancel()
-            await asyncio.gather(sweeper, return_exceptions=True)
+        for task in (timers, sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         # Stop listening and let the requests in flight be answered first, then stop the channels
         # (polling, sockets; each lets the turns in flight finish delivering), then the store.
         await runner.cleanup()
@@ -81,6 +87,24 @@ async def serve(
             await channel.stop()
         await store.close()
         log.info("stopped")
+
+
+def scheduler_for(engine: Engine, channels: Sequence[Channel], only: SessionKey | None = None) -> Scheduler:
+    """The Scheduler firing the timers of the sessions of `channels` (a session's key starts with
+    its channel's name), or of the one session `only`, each reply sent by the channel its address
+    names."""
+    route = router(channels)
+    names = {channel.name for channel in channels}
+
+    async def send(reply: Reply) -> None:
+        deliver = route(reply)
+        if deliver is None:  # kept in the outbox for a process that serves its channel
+            raise LookupError(f"no {reply.channel!r} channel in this process for reply {reply.seq} of {reply.key}")
+        await deliver(reply)
+
+    if only is not None:
+        return Scheduler(engine, send, wanted=lambda key: key == only)
+    return Scheduler(engine, send, wanted=lambda key: key.partition.partition(":")[0] in names)
 
 
 async def _sweep(engine: Engine, route: Route, every: float) -> None:
