@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import os
 import random
 import textwrap
-from typing import Callable
 
 import pytest
 
@@ -172,40 +169,3 @@ async def test_the_console_is_a_channel_replies_with_no_update_in_hand_reach_it(
     await console.stop()
     assert out.getvalue().endswith("bot> Lower!\nbot> Your guess?\n")
 
-
-async def test_a_timers_message_appears_while_the_console_waits_for_input() -> None:
-    """`convoflow run` fires timers beside the console (adapters/host/serve.timers_for): the
-    reminder shows up on a line of its own while the user has not typed anything, and the prompt
-    comes back after it."""
-    from convoflow import ManualClock
-    from convoflow.adapters.host.serve import timers_for
-
-    bot = load_bot("bots/reminder.py")
-    clock = ManualClock(1_767_225_600.0)
-    engine = Engine(bot.dialog, MemoryStore(), bot.fallback, app=bot.app, clock=clock)
-    read_end, write_end = os.pipe()
-    stdin, typed = os.fdopen(read_end, "r"), os.fdopen(write_end, "w")
-    out = io.StringIO()
-    console = ConsoleChannel(TurnRunner(engine), session="t", stdin=stdin, stdout=out)
-    console.echo = False  # as on a terminal: the console prompts, the terminal echoes the line
-    await console.start()
-    try:
-        typed.write("remind me in 10 minutes to stretch\n")
-        typed.flush()
-        await _until(lambda: "I'll remind you to stretch" in out.getvalue() and out.getvalue().endswith("you> "))
-        clock.advance(600)
-        assert await timers_for(engine, [console]).fire_due() == 1
-        assert out.getvalue().endswith("you> \nbot> ⏰ Reminder: stretch\nyou> ")
-    finally:
-        typed.close()
-        await _until(lambda: console._chat is not None and console._chat.done())
-        await console.stop()
-        stdin.close()
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the console never got there")

@@ -24,7 +24,7 @@ from convoflow.adapters.console.channel import ConsoleChannel
 from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
 from convoflow.adapters.host.logs import LogFormat, setup_logging
 from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics
-from convoflow.adapters.host.serve import ListenFailed, serve, timers_for
+from convoflow.adapters.host.serve import ListenFailed, scheduler_for, serve
 from convoflow.adapters.host.sessions import describe, listing
 
 DEFAULT_STORE = "sqlite:///convoflow.db"
@@ -208,11 +208,10 @@ def log_format(args: argparse.Namespace, env: Mapping[str, str]) -> LogFormat:
 async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
     store = configured_store(args, env)
     try:
-        engine = Engine(bot.dialog, store, bot.fallback, app=bot.app,
-                        idle_timeout=bot.idle_timeout, on_idle=bot.on_idle)
+        engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, idle_timeout=bot.idle_timeout, on_idle=bot.on_idle)
         console = ConsoleChannel(TurnRunner(engine), session=args.session)
-        # a timer's message appears while the console waits for input
-        timers = asyncio.create_task(timers_for(engine, [console]).run(), name="timers")
+        # the console session's timers fire while it runs (and those due meanwhile, when it resumes)
+        timers = asyncio.create_task(scheduler_for(engine, [console], only=console.key).run(), name="timers")
         try:
             await console.run()
         finally:
