@@ -3,9 +3,11 @@
 A committed reply belongs to the worker that committed it (its outbox entry carries the worker's
 mark and the time). Replies another worker committed moments ago are left to it, and ours that come
 after them wait until they are gone: no reply goes out twice, and a session's replies keep their
-order. Replies older than `handoff_seconds` are taken over (their worker died, or its delivery
+order. The mark is a lease of `handoff_seconds`, renewed by a worker whose delivery takes long
+(convoflow.leases); replies whose lease ran out are taken over (their worker died, or its delivery
 failed), claimed first with a conditional write so that of several workers only one sends them.
-Replies stored without a worker mark are anyone's.
+Replies stored without a worker mark are anyone's. Sent replies whose mark the store refused stay
+known to the lane, and the mark is retried until it lands: a worker never sends a reply twice.
 
 Within this process each session has one delivery lane: deliveries of one session run one after
 another, in the order their turns committed, and each skips what an earlier one has delivered.
