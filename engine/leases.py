@@ -23,6 +23,9 @@ log = logging.getLogger("convoflow.engine")
 
 T = TypeVar("T")
 
+MIN_PAUSE = 0.05
+"""Seconds at least between attempts to renew a lease."""
+
 
 class Lease:
     """This worker's hold on the replies `seqs` of `session`, as of the earliest of their `at`."""
@@ -63,19 +66,30 @@ class Lease:
         return not self.lost
 
     async def during(self, sending: Awaitable[T]) -> T:
-        """Await `sending`, renewing the lease whenever it nears its end meanwhile."""
-        task = asyncio.ensure_future(sending)
+        """Await `sending`, renewing the lease whenever it nears its end meanwhile (a timer: a
+        quick send costs nothing)."""
+        renewing: asyncio.Task[None] | None = None
+
+        def start() -> None:
+            nonlocal renewing
+            renewing = asyncio.ensure_future(self._renewing())
+
+        timer = asyncio.get_running_loop().call_later(self.due_in(), start)
         try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=None if self.lost else max(self.due_in(), self.handoff_seconds / 20))
-                if done:
-                    return task.result()
-                if not self.lost and not await self.keep() and self.lost:
-                    # too late to stop this one; the worker that took them over sends them too
-                    log.warning("replies of %s were taken over while one was on its way", self.session.key)
+            return await sending
         finally:
-            if not task.done():
-                task.cancel()
+            timer.cancel()
+            if renewing is not None:
+                renewing.cancel()
+                await asyncio.gather(renewing, return_exceptions=True)
+
+    async def _renewing(self) -> None:
+        while not self.lost:
+            if not await self.keep() and self.lost:
+                # too late to stop the send on its way; the worker that took them over sends it too
+                log.warning("replies of %s were taken over while one was on its way", self.session.key)
+                return
+            await asyncio.sleep(max(self.due_in(), self.handoff_seconds / 20, MIN_PAUSE))
 
     async def _renew(self) -> None:
         session = self.session
