@@ -91,9 +91,9 @@ class Engine(TimedTurns):
 
     `fallback` runs before a session restarts because the code changed under it. `commands` map
     command texts to "restart" or "cancel". `max_live` bounds how many suspended dialogs are kept
-    in memory to skip replays (0 disables it). `handoff_seconds` is how long replies another worker
-    committed stay that worker's to deliver before this one takes them over (the other is taken to
-    have died between commit and delivery).
+    in memory to skip replays (0 disables it). `handoff_seconds` is the lease a worker holds on the
+    replies it delivers (renewed while it delivers them): replies whose lease ran out are taken over
+    by this one (their worker is taken to have died, or to be cut off).
 
     Time and the outside world (convoflow.timed_turns): `clock` gives every due time; a
     conversation waiting `idle_timeout` for the user (or an event) ends, after `on_idle` runs; an

@@ -23,7 +23,7 @@ from convoflow.adapters.channel import Channel, StartFailed
 from convoflow.adapters.console.channel import ConsoleChannel
 from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
 from convoflow.adapters.host.logs import LogFormat, setup_logging
-from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics
+from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics, Takeovers
 from convoflow.adapters.host.serve import ListenFailed, scheduler_for, serve
 from convoflow.adapters.host.sessions import describe, listing
 
@@ -235,6 +235,7 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot,
         runner = TurnRunner(engine)
         channels = [SERVER_CHANNELS[name](runner, opened, env) for name in names]
         registry.register(ChannelDeliveries(channels))
+        registry.register(Takeovers(engine))
     except BaseException:
         await store.close()
         raise
