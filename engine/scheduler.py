@@ -17,7 +17,7 @@ from typing import Awaitable, Callable, Protocol
 
 from convoflow.clock import Clock
 from convoflow.messages import Reply, SessionKey
-from convoflow.stores.base import Store, StoreError
+from convoflow.stores.base import Session, Store, StoreError
 
 log = logging.getLogger("convoflow.scheduler")
 
@@ -37,8 +37,10 @@ class TimerEngine(Protocol):
     store: Store
     clock: Clock
 
-    async def fire(self, key: SessionKey, due: float, deliver: Callable[[Reply], Awaitable[None]] | None) -> bool:
-        """Fire the timer of `key` due at `due`; True when this call played and committed it."""
+    async def fire(self, key: SessionKey, due: float, deliver: Callable[[Reply], Awaitable[None]] | None,
+                   session: Session | None = None) -> bool:
+        """Fire the timer of `key` due at `due` (`session`: as just read); True when this call
+        played and committed it."""
         ...
 
     def watch_due(self, listener: Callable[[float], None]) -> None:
@@ -87,10 +89,12 @@ class Scheduler:
         tried: set[tuple[SessionKey, float]] = set()
         slots = asyncio.Semaphore(self.concurrency)
 
-        async def fire(key: SessionKey, due: float) -> bool:
+        async def fire(session: Session) -> bool:
+            key, due = session.key, session.due
+            assert due is not None
             async with slots:
                 try:
-                    return await self.engine.fire(key, due, self.send)
+                    return await self.engine.fire(key, due, self.send, session)
                 except StoreError as error:
                     log.warning("timer of session %s not fired yet: %s", key, error)
                 except Exception:  # noqa: BLE001 - one session's failure must not stop the others
@@ -101,7 +105,7 @@ class Scheduler:
         while True:
             now = self.engine.clock.now()
             found = await self.engine.store.due(self.engine.app, now, limit=limit)
-            todo = [(session.key, session.due) for session in found
+            todo = [session for session in found
                     if session.due is not None and (session.key, session.due) not in tried
                     and (self.wanted is None or self.wanted(session.key))]
             if not todo:
@@ -110,8 +114,8 @@ class Scheduler:
                 limit *= 2  # the soonest are others' to fire (or failed to): look past them
                 continue
             random.shuffle(todo)
-            tried.update(todo)
-            fired += sum(await asyncio.gather(*(fire(key, due) for key, due in todo)))
+            tried.update((session.key, session.due) for session in todo if session.due is not None)
+            fired += sum(await asyncio.gather(*(fire(session) for session in todo)))
         upcoming = await self.engine.store.due(self.engine.app, self.engine.clock.now() + self.poll_seconds, limit=1)
         self._soonest = upcoming[0].due if upcoming else None
         return fired

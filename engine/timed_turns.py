@@ -86,11 +86,12 @@ class TimedTurns:
             return StartOutcome(outcome, tuple(replies))
         return StartOutcome("started", tuple(replies))
 
-    async def fire(self, key: SessionKey, due: float, deliver: Deliver | None = None) -> bool:
-        """Fire the timer of session `key` due at `due` (what the Scheduler calls): True when this
-        call played and committed it, False when another worker had, or the session is no longer
-        due then."""
-        _, outcome = await self._handle_delivered(wakeups.timer_incoming(key, due), deliver)
+    async def fire(self, key: SessionKey, due: float, deliver: Deliver | None = None,
+                   session: Session | None = None) -> bool:
+        """Fire the timer of session `key` due at `due` (what the Scheduler calls, with the `session`
+        it just read): True when this call played and committed it, False when another worker had,
+        or the session is no longer due then."""
+        _, outcome = await self._handle_delivered(wakeups.timer_incoming(key, due), deliver, session)
         return outcome not in ("duplicate", "stale")
 
     def watch_due(self, listener: Callable[[float], None]) -> None:
@@ -218,7 +219,9 @@ class TimedTurns:
     def _play_for(self, session: Session, fresh: bool) -> Play:
         raise NotImplementedError
 
-    async def _handle_delivered(self, incoming: Incoming, deliver: Deliver | None) -> tuple[list[Reply], Outcome]:
+    async def _handle_delivered(
+        self, incoming: Incoming, deliver: Deliver | None, known: Session | None = None,
+    ) -> tuple[list[Reply], Outcome]:
         raise NotImplementedError
 
 

@@ -160,14 +160,18 @@ class Engine(TimedTurns):
         """
         return (await self._handle(incoming, deliver, on_committed, only_if_running=only_if_running))[0]
 
-    async def _handle_delivered(self, incoming: Incoming, deliver: Deliver | None) -> tuple[list[Reply], Outcome]:
+    async def _handle_delivered(
+        self, incoming: Incoming, deliver: Deliver | None, known: Session | None = None,
+    ) -> tuple[list[Reply], Outcome]:
         """`handle`, with a delivery that failed after the commit logged, not raised (the replies
-        wait in the outbox for the next attempt); returns the replies and the turn's outcome."""
-        return await self._handle(incoming, deliver, raise_undelivered=False)
+        wait in the outbox for the next attempt); returns the replies and the turn's outcome.
+        `known` is the session as just read (by the scheduler): the turn starts from it instead of
+        loading it (a stale one only costs a conflict and a reload)."""
+        return await self._handle(incoming, deliver, raise_undelivered=False, known=known)
 
     async def _handle(
         self, incoming: Incoming, deliver: Deliver | None = None, on_committed: Callable[[], None] | None = None,
-        *, only_if_running: bool = False, raise_undelivered: bool = True,
+        *, only_if_running: bool = False, raise_undelivered: bool = True, known: Session | None = None,
     ) -> tuple[list[Reply], Outcome]:
         started = time.perf_counter()
         key = incoming.key
@@ -180,7 +184,7 @@ class Engine(TimedTurns):
         async with self.delivery.in_use(key):
             try:
                 async with self._serialised(key):
-                    committed, outcome, conflicts = await self._transact(incoming, only_if_running)
+                    committed, outcome, conflicts = await self._transact(incoming, only_if_running, known)
                 if committed is None:
                     return [], outcome or "ok"
                 if on_committed is not None:
@@ -267,12 +271,14 @@ class Engine(TimedTurns):
 
     # --- one turn ------------------------------------------------------------------------------
 
-    async def _transact(self, incoming: Incoming, only_if_running: bool) -> tuple[Session | None, Outcome | None, int]:
-        """Load, play and commit, redone on conflicts. Returns the committed session (None when the
-        update is left alone), the outcome and the number of conflicts."""
+    async def _transact(
+        self, incoming: Incoming, only_if_running: bool, known: Session | None = None,
+    ) -> tuple[Session | None, Outcome | None, int]:
+        """Load (unless `known`), play and commit, redone on conflicts. Returns the committed session
+        (None when the update is left alone), the outcome and the number of conflicts."""
         key = incoming.key
         conflicts = 0
-        session = await self.store.load(key) or Session(key)
+        session = known if known is not None and known.key == key else await self.store.load(key) or Session(key)
         while True:
             if incoming.id in session.seen or wakeups.is_remembered(session, incoming.id, self.clock.now()):
                 return session, "duplicate", conflicts

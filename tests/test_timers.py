@@ -310,3 +310,37 @@ async def test_a_scheduler_fires_only_the_sessions_it_wants_however_many_others_
     assert await mine.fire_due() == 1  # past the twelve sooner ones it leaves alone
     assert len(h.sent) == before
     assert await h.scheduler.fire_due() == 12
+
+
+async def test_the_session_view_says_where_a_session_waits_and_what_it_keeps(store: Store) -> None:
+    from convoflow.adapters.host.sessions import describe, summary_line
+
+    h = harness(napping, store, 10_000)
+    await h.say("hi")
+    await h.say("early")
+    await h.engine.signal(h.key(), "paid", {}, "p-1")
+    session = await store.load(h.key())
+    assert session is not None
+    assert "sleeping until " in summary_line(session)
+    shown = describe(session).splitlines()
+    assert any(line.startswith("next timer ") for line in shown)
+    assert "kept      1 answers sent while the flow waited for something else" in shown
+    assert any(line.startswith("kept      event 'paid' (id p-1) until ") for line in shown)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ("idle_timeout = 'soon'", "idle_timeout in .* must be a number of seconds or a timedelta"),
+    ("idle_timeout = 0", "idle_timeout in .* must be more than 0 seconds"),
+    ("idle_timeout = 60\non_idle = print", "on_idle in .* must be a @dialog function"),
+    ("@dialog()\ndef on_idle():\n    yield send_message('bye')", "sets on_idle but no idle_timeout"),
+])
+def test_a_bot_with_a_malformed_idle_policy_is_refused_with_its_setting_named(
+    tmp_path: Path, settings: str, message: str
+) -> None:
+    from convoflow.adapters.host.loader import BotMisconfigured
+
+    bot = tmp_path / f"idle_{abs(hash(settings))}.py"
+    bot.write_text("from convoflow import dialog, send_message\n\n@dialog()\ndef main():\n"
+                   "    yield send_message('hi')\n\n" + settings + "\n")
+    with pytest.raises(BotMisconfigured, match=message):
+        load_bot(str(bot))
