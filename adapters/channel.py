@@ -15,7 +15,8 @@ from typing import Protocol, Sequence
 from aiohttp import web
 
 from convoflow.delivery import Route
-from convoflow.messages import Reply
+from convoflow.messages import Reply, SessionKey
+from convoflow.types import JSON
 
 
 class StartFailed(Exception):
@@ -26,6 +27,11 @@ class StartFailed(Exception):
     def __init__(self, message: str, setting: str) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+class BadAddress(ValueError):
+    """An address a conversation cannot be started at: malformed, of no channel served here, or
+    one its platform says does not exist (a Slack user not found). The message says which."""
 
 
 class Channel(Protocol):
@@ -40,14 +46,35 @@ class Channel(Protocol):
         """Begin taking updates (polling, a socket, webhook registration, a terminal)."""
         ...
 
+    async def connect(self) -> None:
+        """Be ready to `open` addresses and `send` replies without taking updates (what `start`
+        does first; for a process that only starts conversations, such as `convoflow broadcast`)."""
+        ...
+
     async def stop(self) -> None:
-        """Stop taking updates, let the turns in flight finish, release what `start` took."""
+        """Stop taking updates, let the turns in flight finish, release what `start` or `connect` took."""
+        ...
+
+    async def open(self, to: str) -> tuple[SessionKey, dict[str, JSON]]:
+        """The session key and reply address of `to`, an address of this channel
+        (`<name>:...`), for a conversation the bot starts: the same key the user's own messages
+        there use, so the user's answer continues it. Raises BadAddress."""
         ...
 
     async def send(self, reply: Reply) -> None:
         """Deliver one reply to the place its address names. Raises convoflow.delivery.Undeliverable
         when it never can be (it is dropped), any other error when it may later."""
         ...
+
+
+def channel_for(channels: Sequence[Channel], to: str) -> Channel:
+    """The channel an address (`telegram:42`, `slack:T1:U2`) belongs to. Raises BadAddress."""
+    name, sep, rest = to.partition(":")
+    found = next((channel for channel in channels if channel.name == name), None)
+    if not sep or not rest or found is None:
+        served = ", ".join(channel.name for channel in channels) or "none"
+        raise BadAddress(f"{to!r} is no address of a channel served here (<channel>:..., channels: {served})")
+    return found
 
 
 def router(channels: Sequence[Channel]) -> Route:

@@ -19,22 +19,26 @@ from convoflow.turn_runner import TurnRunner
 from convoflow.turns import Engine
 from convoflow.stores import Store, StoreError, open_store
 
-from convoflow.adapters.channel import Channel, StartFailed
+from convoflow.adapters.channel import Channel, StartFailed, router
 from convoflow.adapters.console.channel import ConsoleChannel
 from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
 from convoflow.adapters.host.logs import LogFormat, setup_logging
 from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics
-from convoflow.adapters.host.serve import ListenFailed, serve, timers_for
+from convoflow.adapters.host.api import api_routes
+from convoflow.adapters.host.serve import ListenFailed, routed, serve, timers_for
+from convoflow.adapters.host.starts import Starter
 from convoflow.adapters.host.sessions import describe, listing
 
 DEFAULT_STORE = "sqlite:///convoflow.db"
 DEFAULT_PORT = 8080
 SECRET_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET",
-                   "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET")
+                   "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET", "CONVOFLOW_API_TOKEN")
 """Settings whose values never appear in logs."""
 
 TELEGRAM_SETTINGS = {"api_url": "TELEGRAM_API_URL", "webhook_url": "TELEGRAM_WEBHOOK_URL"}
 """The setting behind each TelegramChannel argument a start-up failure may name."""
+
+MIN_API_TOKEN = 16
 
 ChannelBuilder = Callable[[TurnRunner, Store, Mapping[str, str]], Channel]
 """Builds a channel from the turn runner (and through it the engine), the opened store (unwrapped,
@@ -114,6 +118,18 @@ def slack_channel(runner: TurnRunner, store: Store, env: Mapping[str, str]) -> C
 
 SERVER_CHANNELS: dict[str, ChannelBuilder] = {"telegram": telegram_channel, "slack": slack_channel}
 """The channels served over HTTP, by name; `--channel all` runs every one of them."""
+
+
+def api_token(env: Mapping[str, str]) -> str | None:
+    """CONVOFLOW_API_TOKEN, the bearer token of `POST /events` and `/conversations` (None: unset,
+    so those routes are not served)."""
+    token = env.get("CONVOFLOW_API_TOKEN", "").strip()
+    if not token:
+        return None
+    if len(token) < MIN_API_TOKEN or not token.isascii() or not token.isprintable():
+        raise ConfigError(f"CONVOFLOW_API_TOKEN must be at least {MIN_API_TOKEN} printable ASCII characters "
+                          "(e.g. `openssl rand -hex 32`)")
+    return token
 
 
 def store_url(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]:
@@ -236,12 +252,15 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot,
         runner = TurnRunner(engine)
         channels = [SERVER_CHANNELS[name](runner, opened, env) for name in names]
         registry.register(ChannelDeliveries(channels))
+        token = api_token(env)
+        routes = [] if token is None else api_routes(token, Starter(engine, channels, bot.dialogs),
+                                                     routed(router(channels)))
     except BaseException:
         await store.close()
         raise
     try:
         await serve(channels, store, registry, args.host, listen_port, stop, engine=engine,
-                    on_unhandled=metrics.on_unhandled)
+                    on_unhandled=metrics.on_unhandled, routes=routes)
     except ListenFailed as error:
         raise ConfigError(f"{error} (the address is --host, the port --port or PORT)") from error
     except StartFailed as error:
