@@ -62,13 +62,19 @@ class Starter:
             raise FieldError("args", f"do not fit {name}{inspect.signature(found)}: {error}") from None
         return found(*args)
 
-    async def start(self, to: str, dialog: BaseDialog[Any] | None, start_id: str,
+    async def start(self, to: str, dialog: BaseDialog[Any] | None, start_id: str | Callable[[SessionKey], str],
                     if_running: IfRunning = "skip") -> Started:
-        """Open `to` and start `dialog` there, its replies sent at once. Raises BadAddress (the
-        address), ValueError (the start id, the dialog's arguments: not stored), StoreError or the
-        channel's error opening the address (nothing started: try again)."""
-        channel = channel_for(self.channels, to)
-        key, address = await channel.open(to)
+        """Open `to` and start `dialog` there (`start_id`, or the id it makes of the session key),
+        its replies sent at once. Raises BadAddress (the address), ValueError (the start id, the
+        dialog's arguments: not stored), StoreError or the channel's error opening the address
+        (nothing started: try again)."""
+        key, address = await channel_for(self.channels, to).open(to)
+        return await self.start_at(key, address, dialog, start_id if isinstance(start_id, str) else start_id(key),
+                                   if_running)
+
+    async def start_at(self, key: SessionKey, address: dict[str, JSON], dialog: BaseDialog[Any] | None,
+                       start_id: str, if_running: IfRunning = "skip") -> Started:
+        """Start `dialog` for the session `key`, its replies sent to `address` at once."""
         route = router(self.channels)
         refused: list[Undeliverable] = []
 
@@ -84,4 +90,3 @@ class Starter:
 
         outcome = await self.engine.start(key, dialog, address, start_id, if_running, deliver=deliver)
         return Started(key, "blocked" if refused and outcome.status != "failed" else outcome.status)
-
