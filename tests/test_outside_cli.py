@@ -4,6 +4,9 @@ store, against the fake Telegram and Slack (counting what reaches them)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
+import select
 import signal
 import sys
 from collections import Counter
@@ -149,4 +152,34 @@ async def test_a_broadcast_killed_midway_and_run_again_messages_nobody_twice(tmp
         assert {chat for chat, n in sent.items() if n > 1} <= {held}
         assert [call.text for call in fake.sent(chats[-1])] == ["Spring sale, code KILL. Interested?"]
     finally:
+        await fake.close()
+
+
+async def test_a_broadcast_on_a_terminal_shows_its_progress(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'bot.db'}"
+    fake = await FakeTelegram().start()
+    addresses = tmp_path / "addresses.txt"
+    addresses.write_text("".join(f"telegram:{300 + n}\n" for n in range(3)))
+    leader, follower = pty.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "convoflow.adapters.host.cli", "broadcast", BOT, "--dialog", "promo",
+            "--args", '["TTY"]', "--file", str(addresses), "--store", store_url, cwd=ROOT,
+            env=clean_environment(**telegram_env(fake)), stdout=asyncio.subprocess.PIPE, stderr=follower)
+        os.close(follower)
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        shown = b""
+        while select.select([leader], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert process.returncode == 0
+        assert out.decode() == "broadcast promo: 3 started, 0 skipped, 0 blocked, 0 failed\n"
+        assert b"] 1/3" in shown and b"] 3/3" in shown and b"\r[" in shown, shown
+    finally:
+        os.close(leader)
         await fake.close()

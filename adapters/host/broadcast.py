@@ -25,8 +25,7 @@ from typing import Any, TextIO
 
 from convoflow.adapters.channel import BadAddress
 from convoflow.adapters.host.loader import Bot
-from convoflow.adapters.host.outside import ChannelsFor, connected, engine_of
-from convoflow.adapters.host.starts import Starter
+from convoflow.adapters.host.starts import CONCURRENCY, ChannelsFor, Starter, connected, engine_of
 from convoflow.dialogs import BaseDialog
 from convoflow.messages import SessionKey
 from convoflow.stores.base import Store, StoreError
@@ -36,7 +35,6 @@ from convoflow.wakeups import IfRunning
 
 log = logging.getLogger("convoflow.broadcast")
 
-CONCURRENCY = 4
 LISTED_AT_MOST = 10_000_000
 SUMMARY_OF = {"started": "started", "replaced": "started", "queued": "started", "skipped": "skipped",
               "duplicate": "skipped", "blocked": "blocked", "failed": "failed"}

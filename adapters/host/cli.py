@@ -8,10 +8,8 @@ import logging
 import os
 import sys
 import traceback
-import uuid
 from importlib import metadata
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -27,10 +25,9 @@ from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
 from convoflow.adapters.host.logs import LogFormat, setup_logging
 from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics
 from convoflow.adapters.host.api import api_routes
-from convoflow.adapters.host.broadcast import CONCURRENCY, broadcast_command
-from convoflow.adapters.host.outside import json_option, signal_command, start_command
+from convoflow.adapters.host.outside import add_outside_commands, run_outside_command
 from convoflow.adapters.host.serve import ListenFailed, routed, serve, timers_for
-from convoflow.adapters.host.starts import IF_RUNNING, Starter
+from convoflow.adapters.host.starts import Starter
 from convoflow.adapters.host.sessions import describe, listing
 
 DEFAULT_STORE = "sqlite:///convoflow.db"
@@ -193,51 +190,6 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def add_outside_commands(commands: Any, store: argparse.ArgumentParser) -> None:
-    """`signal`, `start` and `broadcast`: events and conversations from outside (see README,
-    "Time and events")."""
-    signal = commands.add_parser("signal", parents=[store], help="deliver an outside event to one session",
-                                 description="Deliver an outside event to one session (once per --id).")
-    signal.add_argument("key", help="session key PARTITION/APP (a flow's session_key())")
-    signal.add_argument("name", help="the event's name (what the flow's wait_for_event waits for)")
-    signal.add_argument("--data", help="the event's data, as JSON (default: null)")
-    signal.add_argument("--id", required=True, help="the event's id: an id processed before is not again")
-    signal.add_argument("--bot", help="the bot the session runs (default: the key's APP, e.g. a bundled example)")
-    bot_help = "the bot, as for `convoflow run` (a bundled example, a bot file or a module)"
-    if_running = {"choices": IF_RUNNING, "default": "skip",
-                  "help": "when a conversation is running already: skip this start (default), replace the "
-                          "running one, or queue this one after it"}
-    start = commands.add_parser("start", parents=[store], help="start a conversation with one user",
-                                description="Start a conversation the bot opens, at one address.")
-    start.add_argument("bot", help=bot_help)
-    start.add_argument("--to", required=True, metavar="ADDRESS",
-                       help="telegram:<chat id>, slack:<team>:<user id> (their DM) or slack:<team>:<channel id>")
-    start.add_argument("--dialog", help="one of the bot module's @dialog functions (default: the bot's own)")
-    start.add_argument("--args", metavar="JSON", help="the dialog's arguments, a JSON list")
-    start.add_argument("--id", help="the start's id: a start id processed before is not again (default: a new one)")
-    start.add_argument("--if-running", **if_running)
-    cast = commands.add_parser("broadcast", parents=[store], help="start a dialog for many users, resumably",
-                               description="Start a dialog for many users. Killed and run again with the same "
-                                           "--id, it messages nobody twice (save a message sent just as it died).")
-    cast.add_argument("bot", help=bot_help)
-    cast.add_argument("--dialog", required=True, help="one of the bot module's @dialog functions")
-    cast.add_argument("--args", metavar="JSON", help="the dialog's arguments, a JSON list")
-    whom = cast.add_mutually_exclusive_group(required=True)
-    whom.add_argument("--to", metavar="PARTITION_PREFIX",
-                      help="the bot's stored sessions in this partition and under it (telegram, slack:-:T0123)")
-    whom.add_argument("--file", type=Path, metavar="ADDRESSES", help="a file of addresses, one a line (as --to of start)")
-    cast.add_argument("--id", help="the broadcast's id, which makes each start's (default: the dialog's name)")
-    cast.add_argument("--if-running", **if_running)
-    cast.add_argument("--concurrency", type=_positive, default=CONCURRENCY,
-                      help=f"starts under way at once (default {CONCURRENCY}); the channel's own flood limits hold")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return int(text)
-
-
 def _limit(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not 0 (no limit) or a number of sessions")
@@ -336,32 +288,11 @@ async def show_sessions(args: argparse.Namespace, env: Mapping[str, str]) -> int
 
 
 async def outside_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """`signal`, `start` or `broadcast`, on the configured store, with the channels the
+    """`signal`, `start` or `broadcast`, on the configured store, with the server channels the
     environment configures."""
-    if args.command == "signal":
-        key = SessionKey.parse(args.key)
-        bot = load_bot(args.bot or key.app)
-    else:
-        bot = load_bot(args.bot)
-    arguments = json_option("--args", getattr(args, "args", None))
-    if arguments is None:
-        arguments = []
-    if not isinstance(arguments, list):
-        raise ValueError("--args must be a JSON list")
     store = configured_store(args, env)
-
-    def channels_for(runner: TurnRunner, names: Sequence[str]) -> list[Channel]:
-        return [SERVER_CHANNELS[name](runner, store, env) for name in names if name in SERVER_CHANNELS]
-
     try:
-        if args.command == "signal":
-            return await signal_command(key, args.name, json_option("--data", args.data), args.id, bot, store,
-                                        channels_for, env)
-        if args.command == "start":
-            return await start_command(args.to, args.dialog, arguments, args.id or f"cli:{uuid.uuid4().hex}",
-                                       args.if_running, bot, store, channels_for)
-        return await broadcast_command(bot, store, channels_for, args.dialog, arguments, args.to, args.file,
-                                       args.id or args.dialog, args.if_running, args.concurrency)
+        return await run_outside_command(args, env, store, SERVER_CHANNELS)
     finally:
         await store.close()
 

@@ -1,49 +1,31 @@
-"""`convoflow signal` and `convoflow start`: one outside event, one conversation the bot starts,
-from the command line, on the store the bot serves from. Replies go out through the channel the
+"""`convoflow signal`, `convoflow start` and `convoflow broadcast` (convoflow.adapters.host.broadcast):
+an outside event, a conversation the bot starts, many of them, from the command line, on the
+store the bot serves from. Replies go out through the channel the
 session's address names when its credentials are in the environment (as `convoflow run` reads
 them); without them they wait in the outbox, and the serving process delivers them."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable, Mapping, Sequence
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 from convoflow.adapters.channel import Channel, router
-from convoflow.adapters.host.loader import Bot
+from convoflow.adapters.host.loader import Bot, load_bot
 from convoflow.adapters.host.serve import routed
-from convoflow.adapters.host.starts import Starter
+from convoflow.adapters.host.broadcast import broadcast_command
+from convoflow.adapters.host.starts import CONCURRENCY, IF_RUNNING, ChannelsFor, Starter, connected, engine_of
 from convoflow.messages import SessionKey
 from convoflow.stores.base import Store
 from convoflow.turn_runner import TurnRunner
-from convoflow.turns import Engine
 from convoflow.types import JSON
 from convoflow.wakeups import IfRunning
 
-ChannelsFor = Callable[[TurnRunner, Sequence[str]], Sequence[Channel]]
-"""Builds the named channels from the environment (raises the CLI's ConfigError)."""
-
 START_EXIT = {"started": 0, "replaced": 0, "queued": 0, "skipped": 0, "duplicate": 0, "blocked": 1, "failed": 1}
 SIGNAL_EXIT = {"delivered": 0, "kept": 0, "duplicate": 0, "unknown": 1, "failed": 1}
-
-
-def engine_of(bot: Bot, store: Store) -> Engine:
-    return Engine(bot.dialog, store, bot.fallback, app=bot.app, idle_timeout=bot.idle_timeout, on_idle=bot.on_idle)
-
-
-@asynccontextmanager
-async def connected(channels: Sequence[Channel]) -> AsyncIterator[Sequence[Channel]]:
-    """The channels ready to open addresses and send, without taking updates; stopped after."""
-    ready: list[Channel] = []
-    try:
-        for channel in channels:
-            await channel.connect()
-            ready.append(channel)
-        yield ready
-    finally:
-        for channel in reversed(ready):
-            await channel.stop()
 
 
 def json_option(option: str, text: str | None) -> JSON:
@@ -95,3 +77,72 @@ def _configured(channel: str, env: Mapping[str, str]) -> bool:
         return False
     names = (prefix,) if isinstance(prefix, str) else prefix
     return any(env.get(name, "").strip() for name in names)
+
+
+def add_outside_commands(commands: Any, store: argparse.ArgumentParser) -> None:
+    """`signal`, `start` and `broadcast`: events and conversations from outside (see README,
+    "Time and events")."""
+    signal = commands.add_parser("signal", parents=[store], help="deliver an outside event to one session",
+                                 description="Deliver an outside event to one session (once per --id).")
+    signal.add_argument("key", help="session key PARTITION/APP (a flow's session_key())")
+    signal.add_argument("name", help="the event's name (what the flow's wait_for_event waits for)")
+    signal.add_argument("--data", help="the event's data, as JSON (default: null)")
+    signal.add_argument("--id", required=True, help="the event's id: an id processed before is not again")
+    signal.add_argument("--bot", help="the bot the session runs (default: the key's APP, e.g. a bundled example)")
+    bot_help = "the bot, as for `convoflow run` (a bundled example, a bot file or a module)"
+    if_running = {"choices": IF_RUNNING, "default": "skip",
+                  "help": "when a conversation is running already: skip this start (default), replace the "
+                          "running one, or queue this one after it"}
+    start = commands.add_parser("start", parents=[store], help="start a conversation with one user",
+                                description="Start a conversation the bot opens, at one address.")
+    start.add_argument("bot", help=bot_help)
+    start.add_argument("--to", required=True, metavar="ADDRESS",
+                       help="telegram:<chat id>, slack:<team>:<user id> (their DM) or slack:<team>:<channel id>")
+    start.add_argument("--dialog", help="one of the bot module's @dialog functions (default: the bot's own)")
+    start.add_argument("--args", metavar="JSON", help="the dialog's arguments, a JSON list")
+    start.add_argument("--id", help="the start's id: a start id processed before is not again (default: a new one)")
+    start.add_argument("--if-running", **if_running)
+    cast = commands.add_parser("broadcast", parents=[store], help="start a dialog for many users, resumably",
+                               description="Start a dialog for many users. Killed and run again with the same "
+                                           "--id, it messages nobody twice (save a message sent just as it died).")
+    cast.add_argument("bot", help=bot_help)
+    cast.add_argument("--dialog", required=True, help="one of the bot module's @dialog functions")
+    cast.add_argument("--args", metavar="JSON", help="the dialog's arguments, a JSON list")
+    whom = cast.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--to", metavar="PARTITION_PREFIX",
+                      help="the bot's stored sessions in this partition and under it (telegram, slack:-:T0123)")
+    whom.add_argument("--file", type=Path, metavar="ADDRESSES", help="a file of addresses, one a line (as --to of start)")
+    cast.add_argument("--id", help="the broadcast's id, which makes each start's (default: the dialog's name)")
+    cast.add_argument("--if-running", **if_running)
+    cast.add_argument("--concurrency", type=_positive, default=CONCURRENCY,
+                      help=f"starts under way at once (default {CONCURRENCY}); the channel's own flood limits hold")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return int(text)
+
+
+async def run_outside_command(args: argparse.Namespace, env: Mapping[str, str], store: Store,
+                              builders: Mapping[str, Callable[[TurnRunner, Store, Mapping[str, str]], Channel]]) -> int:
+    """The `signal`, `start` or `broadcast` command `args` name, on `store`, with the channels
+    `builders` make from the environment."""
+    def channels_for(runner: TurnRunner, names: Sequence[str]) -> list[Channel]:
+        return [builders[name](runner, store, env) for name in names if name in builders]
+
+    if args.command == "signal":
+        key = SessionKey.parse(args.key)
+        return await signal_command(key, args.name, json_option("--data", args.data), args.id,
+                                    load_bot(args.bot or key.app), store, channels_for, env)
+    arguments = json_option("--args", args.args)
+    if arguments is None:
+        arguments = []
+    if not isinstance(arguments, list):
+        raise ValueError("--args must be a JSON list")
+    bot = load_bot(args.bot)
+    if args.command == "start":
+        return await start_command(args.to, args.dialog, arguments, args.id or f"cli:{uuid.uuid4().hex}",
+                                   args.if_running, bot, store, channels_for)
+    return await broadcast_command(bot, store, channels_for, args.dialog, arguments, args.to, args.file,
+                                   args.id or args.dialog, args.if_running, args.concurrency)

@@ -6,13 +6,17 @@ retries). Shared by `POST /conversations`, `convoflow start` and `convoflow broa
 from __future__ import annotations
 
 import inspect
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Literal, Mapping, Sequence
 
 from convoflow.adapters.channel import Channel, channel_for, router
+from convoflow.adapters.host.loader import Bot
 from convoflow.delivery import Undeliverable
 from convoflow.dialogs import BaseDialog
 from convoflow.messages import Reply, SessionKey
+from convoflow.stores.base import Store
+from convoflow.turn_runner import TurnRunner
 from convoflow.turns import Engine
 from convoflow.types import JSON
 from convoflow.wakeups import IfRunning
@@ -23,6 +27,12 @@ StartStatus = Literal["started", "replaced", "queued", "skipped", "duplicate", "
 """What a start did: Engine.start's outcome, or "blocked" when it committed but the channel
 refused its message for good (a Telegram user who blocked the bot, a chat that is gone)."""
 
+
+ChannelsFor = Callable[[TurnRunner, Sequence[str]], Sequence[Channel]]
+"""Builds the named channels from the environment (raises the CLI's ConfigError)."""
+
+CONCURRENCY = 4
+"""Starts a broadcast has under way at once (the channels' flood limits pace them further)."""
 
 class FieldError(ValueError):
     """A request's field is missing or malformed: `field` names it."""
@@ -90,3 +100,21 @@ class Starter:
 
         outcome = await self.engine.start(key, dialog, address, start_id, if_running, deliver=deliver)
         return Started(key, "blocked" if refused and outcome.status != "failed" else outcome.status)
+
+
+def engine_of(bot: Bot, store: Store) -> Engine:
+    return Engine(bot.dialog, store, bot.fallback, app=bot.app, idle_timeout=bot.idle_timeout, on_idle=bot.on_idle)
+
+
+@asynccontextmanager
+async def connected(channels: Sequence[Channel]) -> AsyncIterator[Sequence[Channel]]:
+    """The channels ready to open addresses and send, without taking updates; stopped after."""
+    ready: list[Channel] = []
+    try:
+        for channel in channels:
+            await channel.connect()
+            ready.append(channel)
+        yield ready
+    finally:
+        for channel in reversed(ready):
+            await channel.stop()
