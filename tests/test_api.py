@@ -8,15 +8,30 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.api_harness import API_TOKEN, Served, serving
+from convoflow.adapters.channel import router
+from convoflow.adapters.console.channel import ConsoleChannel
+from convoflow.adapters.host.api import api_routes
+from convoflow.adapters.host.app import make_app
+from convoflow.adapters.host.loader import load_bot
+from convoflow.adapters.host.serve import routed
+from convoflow.adapters.host.starts import Starter
+from convoflow.messages import SessionKey
+from convoflow.stores import MemoryStore
+from convoflow.stores.base import Session, StoreError
+from convoflow.turn_runner import TurnRunner
+from convoflow.turns import Engine
+from tests.support.api_harness import API_TOKEN, OUTREACH, Served, serving
 from tests.support.fake_telegram import BOT_ID
 
 CHAT = 4242
@@ -201,7 +216,7 @@ def test_fuzzed_calls_get_a_4xx_or_their_answer_never_another_5xx_and_refusals_c
             assert isinstance(answer, dict) and answer["status"] in (
                 "delivered", "kept", "duplicate", "failed", "started", "replaced", "queued", "skipped", "blocked")
         elif status != 503:
-            assert isinstance(answer, dict) and answer["field"], answer
+            assert isinstance(answer, dict) and isinstance(answer["field"], str) and answer["error"], answer
             assert await served.settled() == before, f"a refused call ({status} {answer}) changed the store"
 
     @settings(deadline=None, database=None, suppress_health_check=list(HealthCheck), max_examples=150)
@@ -216,3 +231,51 @@ def test_fuzzed_calls_get_a_4xx_or_their_answer_never_another_5xx_and_refusals_c
     finally:
         loop.run_until_complete(stack.aclose())
         loop.close()
+
+
+class OutageStore(MemoryStore):
+    """A memory store that can be taken down: every read and write fails while it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def load(self, key: SessionKey) -> Session | None:
+        if self.down:
+            raise StoreError("the store is down")
+        return await super().load(key)
+
+    async def commit(self, session: Session) -> None:
+        if self.down:
+            raise StoreError("the store is down")
+        await super().commit(session)
+
+
+async def test_a_call_whose_turn_did_not_commit_gets_503_and_succeeds_when_called_again() -> None:
+    bot = load_bot(OUTREACH)
+    store = OutageStore()
+    engine = Engine(bot.dialog, store, app=bot.app)
+    screen = io.StringIO()
+    console = ConsoleChannel(TurnRunner(engine), stdin=io.StringIO(), stdout=screen)
+    routes = api_routes(API_TOKEN, Starter(engine, [console], bot.dialogs), routed(router([console])))
+    server = TestServer(make_app([], routes=routes), host="127.0.0.1")
+    await server.start_server()
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    start = {"to": "console:ann", "dialog": "promo", "args": ["DOWN"], "id": "down-1"}
+    event = {"session": "console:ann/outreach", "name": "paid", "id": "pay-1"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            store.down = True
+            for path, body in (("/conversations", start), ("/events", event)):
+                async with http.post(server.make_url(path), json=body, headers=headers) as response:
+                    assert response.status == 503 and response.headers["Retry-After"] == "1"
+            assert screen.getvalue() == ""
+            store.down = False
+            async with http.post(server.make_url("/conversations"), json=start, headers=headers) as response:
+                assert (response.status, await response.json()) == (
+                    200, {"status": "started", "session": "console:ann/outreach"})
+            assert "Spring sale, code DOWN. Interested?" in screen.getvalue()
+            async with http.post(server.make_url("/events"), json=event, headers=headers) as response:
+                assert (response.status, (await response.json())["status"]) == (200, "kept")
+    finally:
+        await server.close()

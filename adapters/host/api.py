@@ -128,7 +128,7 @@ def _object(raw: bytes) -> dict[str, Any]:
 def _only(body: dict[str, Any], *fields: str) -> None:
     unknown = sorted(set(body) - set(fields))
     if unknown:
-        raise FieldError(unknown[0], f"unknown field (the fields are {', '.join(fields)})")
+        raise FieldError(unknown[0], f"unknown field {unknown[0]!r} (the fields are {', '.join(fields)})")
 
 
 def _text(body: dict[str, Any], field: str) -> str:

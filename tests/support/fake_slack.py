@@ -2,9 +2,8 @@
 
 Real slack-sdk / slack-bolt clients talk to it through their base URL. It answers auth.test,
 chat.postMessage, chat.update, conversations.open (a DM with a user), oauth.v2.access and
-apps.connections.open, records every call, can
-be told to fail (429 with Retry-After, or any Slack error), and serves a websocket that speaks
-Socket Mode (hello, envelopes, acks).
+apps.connections.open, records every call, can be told to fail (429 with Retry-After, or any
+Slack error), and serves a websocket that speaks Socket Mode (hello, envelopes, acks).
 
 Messages are held to Slack's documented limits: no text and no blocks is `no_text`; more than 50
 blocks, a section's text over 3,000 characters, more than 25 elements in an actions block, a
