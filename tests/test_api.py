@@ -73,6 +73,7 @@ MALFORMED: list[tuple[str, Any, str]] = [
     ("/events", {"name": "paid", "id": "1"}, "session"),
     ("/events", {"session": "no-app-here", "name": "paid", "id": "1"}, "session"),
     ("/events", {"session": 5, "name": "paid", "id": "1"}, "session"),
+    ("/events", {"session": f"telegram:{BOT_ID}:{CHAT}/guessbot", "name": "paid", "id": "1"}, "session"),
     ("/events", {"session": SESSION, "id": "1"}, "name"),
     ("/events", {"session": SESSION, "name": "", "id": "1"}, "name"),
     ("/events", {"session": SESSION, "name": "paid"}, "id"),

@@ -54,6 +54,9 @@ async def test_signal_delivers_an_event_once_per_id_through_the_sessions_channel
         code, out, err = await convoflow_command("signal", str(key), "paid", "--data", "{oops", "--id", "x",
                                                  "--bot", BOT, "--store", store_url, **telegram_env(fake))
         assert (code, out) == (2, "") and "--data is not JSON" in err
+        code, out, err = await convoflow_command("signal", f"telegram:{BOT_ID}:42/guessbot", "paid", "--id", "z",
+                                                 "--bot", BOT, "--store", store_url, **telegram_env(fake))
+        assert (code, out) == (2, "") and "no session of outreach" in err
         nobody = f"telegram:{BOT_ID}:9/outreach"
         code, out, _ = await convoflow_command("signal", nobody, "paid", "--id", "y", "--bot", BOT,
                                                "--store", store_url, **telegram_env(fake))

@@ -63,6 +63,8 @@ def api_routes(token: str, starter: Starter, deliver: Deliver) -> list[web.Route
     async def events(body: dict[str, Any]) -> web.Response:
         _only(body, "session", "name", "data", "id")
         key = _session(body.get("session"))
+        if key.app != starter.engine.app:
+            raise FieldError("session", f"{key} is no session of this bot (its sessions end in /{starter.engine.app})")
         name = _text(body, "name")
         event_id = _text(body, "id")
         try:

@@ -46,6 +46,8 @@ def _no_constant(name: str) -> JSON:
 async def signal_command(key: SessionKey, name: str, data: JSON, event_id: str, bot: Bot, store: Store,
                          channels_for: ChannelsFor, env: Mapping[str, str]) -> int:
     """Deliver the event; prints what happened (`delivered telegram:7:42/checkout`)."""
+    if key.app != bot.app:
+        raise ValueError(f"{key} is no session of {bot.app} (its sessions end in /{bot.app})")
     engine = engine_of(bot, store)
     runner = TurnRunner(engine)
     wanted = key.partition.partition(":")[0]
