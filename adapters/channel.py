@@ -14,7 +14,7 @@ from typing import Protocol, Sequence
 
 from aiohttp import web
 
-from convoflow.delivery import Route
+from convoflow.delivery import Deliver, Route
 from convoflow.messages import Reply, SessionKey
 from convoflow.types import JSON
 
@@ -81,3 +81,17 @@ def router(channels: Sequence[Channel]) -> Route:
     """Each reply to the channel its address names, or None when none of `channels` is it."""
     by_name = {channel.name: channel.send for channel in channels}
     return lambda reply: by_name.get(reply.channel)
+
+
+def routed(channels: Sequence[Channel]) -> Deliver:
+    """Delivery of each reply through the channel its address names; a reply whose channel is not
+    among `channels` fails transiently, so it waits in the outbox for a process that has it."""
+    route = router(channels)
+
+    async def deliver(reply: Reply) -> None:
+        send = route(reply)
+        if send is None:
+            raise LookupError(f"no {reply.channel!r} channel in this process for reply {reply.seq} of {reply.key}")
+        await send(reply)
+
+    return deliver

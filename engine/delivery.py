@@ -3,9 +3,11 @@
 A committed reply belongs to the worker that committed it (its outbox entry carries the worker's
 mark and the time). Replies another worker committed moments ago are left to it, and ours that come
 after them wait until they are gone: no reply goes out twice, and a session's replies keep their
-order. Replies older than `handoff_seconds` are taken over (their worker died, or its delivery
+order. The mark is a lease of `handoff_seconds`, renewed by a worker whose delivery takes long
+(convoflow.leases); replies whose lease ran out are taken over (their worker died, or its delivery
 failed), claimed first with a conditional write so that of several workers only one sends them.
-Replies stored without a worker mark are anyone's.
+Replies stored without a worker mark are anyone's. Sent replies whose mark the store refused stay
+known to the lane, and the mark is retried until it lands: a worker never sends a reply twice.
 
 Within this process each session has one delivery lane: deliveries of one session run one after
 another, in the order their turns committed, and each skips what an earlier one has delivered.
@@ -23,11 +25,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from convoflow.leases import Lease
 from convoflow.messages import Reply, SessionKey, message_from_dict
 from convoflow.plays import SuspendedPlays
-from convoflow.stores.base import Conflict, Session, Store
+from convoflow.stores.base import Conflict, Session, Store, StoreError
 
 log = logging.getLogger("convoflow.engine")
+
+MARK_PAUSES = (0.05, 2.0)
+"""Seconds between attempts to mark sent replies delivered while the store refuses: the first
+pause, doubled up to the last."""
 
 Deliver = Callable[[Reply], Awaitable[None]]
 """A channel's way to send one reply to its platform."""
@@ -79,10 +86,13 @@ class Delivery:
         self.worker = uuid.uuid4().hex[:12]
         """Marks the replies this worker commits or claims: they are its to deliver."""
         self._lanes: dict[SessionKey, _Lane] = {}
+        self.takeovers = 0
+        """Replies this worker has taken over from another (whose lease had run out)."""
 
-    def mine(self, item: dict[str, Any], now: float) -> dict[str, Any]:
-        """An outbox entry marked as this worker's to deliver, as of `now`."""
-        return {**item, "by": self.worker, "at": now}
+    def mine(self, item: dict[str, Any], now: float, held: bool = False) -> dict[str, Any]:
+        """An outbox entry marked as this worker's to deliver, as of `now`; `held` when it is
+        claiming it to deliver it at once (a takeover, a resume)."""
+        return {**item, "by": self.worker, "at": now, "held": True} if held else {**item, "by": self.worker, "at": now}
 
     @asynccontextmanager
     async def in_use(self, key: SessionKey) -> AsyncIterator[_Lane]:
@@ -124,11 +134,12 @@ class Delivery:
         async with self.lane(session.key) as lane:
             return await self._deliver(lane, session, deliver, everything)
 
-    async def resume(self, key: SessionKey, deliver: Deliver | None) -> list[Reply]:
-        """Take over and deliver whatever a session still has in its outbox. The replies are first
-        claimed for this worker with one conditional write, so of several workers resuming one
-        session only one delivers; a session that moved meanwhile is left to the worker that moved
-        it."""
+    async def resume(self, key: SessionKey, deliver: Deliver | None, *, expired: bool = False) -> list[Reply]:
+        """Take over and deliver whatever a session still has in its outbox (with `expired`, only
+        once no other worker's lease on its replies holds). The replies are first claimed for this
+        worker with one conditional write, so of several workers resuming one session only one
+        delivers; a session that moved meanwhile, or whose replies another worker has claimed and
+        holds the lease on, is left to that worker."""
         async with self.lane(key) as lane:
             session = await self.store.load(key)
             if session is None:
@@ -137,8 +148,13 @@ class Delivery:
             if not session.outbox:
                 return []
             now = time.time()
-            claimed = await self._committed_claim(session, tuple(self.mine(item, now) for item in session.outbox))
-            return [] if claimed is None else await self._deliver(lane, claimed, deliver)
+            if any(not self._free(item, now) and (expired or item.get("held", False)) for item in session.outbox):
+                return []  # its worker is alive and delivering
+            claimed = await self._committed_claim(session, tuple(self.mine(item, now, held=True) for item in session.outbox))
+            if claimed is None:
+                return []
+            self.takeovers += sum(1 for item in session.outbox if item.get("by", self.worker) != self.worker)
+            return await self._deliver(lane, claimed, deliver)
 
     async def sweep(self, app: str, route: Route, within: float) -> int:
         """Resume the sessions of `app` whose replies have waited undelivered longer than
@@ -150,7 +166,7 @@ class Delivery:
             if not session.outbox or route(reply_of(session.key, session.outbox[0])) is None:
                 continue  # no channel here for it: another process delivers it
             try:
-                replies = await self.resume(session.key, _routed(route))
+                replies = await self.resume(session.key, _routed(route), expired=True)
             except DeliveryFailed as failed:
                 log.warning("%s", failed)
                 continue
@@ -187,18 +203,24 @@ class Delivery:
         """The session and how many replies at the head of its outbox this worker may deliver now;
         None when claiming replies taken over from another worker lost a race (reload and retry)."""
         now = time.time()
-        ready, taken_over = 0, False
+        ready, taken_over = 0, 0
         for item in session.outbox:
-            if item.get("by", self.worker) != self.worker:
-                if now - item.get("at", 0.0) < self.handoff_seconds:
-                    break
-                taken_over = True
+            if not self._free(item, now):
+                break
+            taken_over += item.get("by", self.worker) != self.worker
             ready += 1
         if not taken_over:
             return session, ready
-        outbox = tuple(self.mine(item, now) if n < ready else item for n, item in enumerate(session.outbox))
+        outbox = tuple(self.mine(item, now, held=True) if n < ready else item for n, item in enumerate(session.outbox))
         claimed = await self._committed_claim(session, outbox)
-        return None if claimed is None else (claimed, ready)
+        if claimed is None:
+            return None
+        self.takeovers += taken_over
+        return claimed, ready
+
+    def _free(self, item: dict[str, Any], now: float) -> bool:
+        """Whether this worker may deliver the entry: its own, or one whose lease has run out."""
+        return item.get("by", self.worker) == self.worker or now - item.get("at", 0.0) >= self.handoff_seconds
 
     async def _committed_claim(self, session: Session, outbox: tuple[dict[str, Any], ...]) -> Session | None:
         """`session` with its outbox re-marked, committed; None when another worker moved it first."""
@@ -211,37 +233,63 @@ class Delivery:
         return claimed
 
     async def _send(self, lane: _Lane, session: Session, count: int, deliver: Deliver | None) -> list[Reply]:
-        """Deliver the first `count` replies of the outbox, then mark them delivered."""
+        """Deliver the first `count` replies of the outbox, then mark them delivered. Each is sent
+        only while this worker's lease on them holds (renewed as it nears its end); what it has
+        sent, it remembers in the lane, so it never sends it again, whatever the store does."""
         delivered: list[Reply] = []
         through = 0
         failure: BaseException | None = None
-        for item in session.outbox[:count]:
+        heads = session.outbox[:count]
+        lease = Lease(self.store, self.plays, self.worker, self.handoff_seconds, session,
+                      {item["seq"] for item in heads}, lambda: lane.through)
+        for item in heads:
             reply = reply_of(session.key, item)
             if deliver is not None:
+                if not await lease.keep():
+                    if not lease.lost:  # the store is out of reach, and the lease ran out meanwhile
+                        failure = StoreError(f"lease on the replies of {session.key} ran out")
+                    break  # lost: another worker took the rest over
                 try:
-                    await deliver(reply)
+                    await lease.during(deliver(reply))
                 except Undeliverable as error:
                     log.warning("dropping reply %s to %s: %s", reply.seq, session.key, error)
                     through = lane.through = reply.seq
+                    lease.sent(reply.seq)
                     continue
                 except Exception as error:  # transient: the rest waits in the outbox
                     failure = error
                     break
             delivered.append(reply)
             through = lane.through = reply.seq
+            lease.sent(reply.seq)
         if through:
-            lane.marking = marking = asyncio.get_running_loop().create_future()
-            try:
-                if await self.store.mark_delivered(session.key, session.revision, through):
-                    self.plays.advance(session.key, session.revision, session.revision + 1)
-                    lane.marks[session.revision] = through
-            finally:
-                lane.marking = None
-                marking.set_result(None)
+            await self._mark(lane, lease.session, through)
         if failure is not None:
             pending = sum(1 for item in session.outbox if item["seq"] > through)
             raise DeliveryFailed(session.key, failure, pending) from failure
         return delivered
+
+    async def _mark(self, lane: _Lane, session: Session, through: int) -> None:
+        """Mark the replies up to `through` delivered, retrying until the store takes it (they
+        are sent: sending them again is what must not happen)."""
+        lane.marking = marking = asyncio.get_running_loop().create_future()
+        pause = MARK_PAUSES[0]
+        try:
+            while True:
+                try:
+                    marked = await self.store.mark_delivered(session.key, session.revision, through)
+                    break
+                except StoreError as error:
+                    log.warning("replies of %s through %d are sent; marking them delivered failed, "
+                                "retried in %gs: %s", session.key, through, pause, error)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, MARK_PAUSES[1])
+            if marked:
+                self.plays.advance(session.key, session.revision, session.revision + 1)
+                lane.marks[session.revision] = through
+        finally:
+            lane.marking = None
+            marking.set_result(None)
 
 
 def _after(session: Session, through: int) -> Session:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from convoflow import wakeups
 from convoflow.clock import Clock
+from convoflow.delivery import Deliver
 from convoflow.dialogs import BaseDialog, resolve
 from convoflow.mailbox import Fired, Signal
 from convoflow.messages import Incoming, Reply, SessionKey, Text, as_message
@@ -26,8 +27,6 @@ from convoflow.wakeups import IfRunning, Outcome, SignalOutcome, StartOutcome
 
 log = logging.getLogger("convoflow.engine")
 
-Deliver = Callable[[Reply], Awaitable[None]]
-
 
 @dataclass
 class Played:
@@ -38,18 +37,13 @@ class Played:
     state: dict[str, Any] | None
     messages: list[Any]
     play: Play | None = None
+    """The play suspended after it, to keep for the next turn."""
     changes: dict[str, Any] = field(default_factory=dict)
 
     def discard(self) -> None:
-        """Close the play (played from a state that lost the race, or dropped)."""
         if self.play is not None:
             close_quietly(self.play)
             self.play = None
-
-
-def running(session: Session) -> bool:
-    """A conversation is in progress: started, neither finished nor cancelled."""
-    return session.state is not None and "result" not in session.state
 
 
 class TimedTurns:
@@ -105,7 +99,7 @@ class TimedTurns:
 
     # --- the turns -----------------------------------------------------------------------------
 
-    async def _timed_turn(self, session: Session, incoming: Incoming, exists: bool) -> Played:
+    async def _timed_turn(self, session: Session, incoming: Incoming) -> Played:
         """The turn of a timer, an event or a start."""
         now = self.clock.now()
         if incoming.kind == "timer":
@@ -116,10 +110,10 @@ class TimedTurns:
                 return await self._then_queued(session, await self._ended_idle(session))
             return await self._then_queued(session, await self._played(session, Fired(due), fresh=False))
         if incoming.kind == "event":
-            if not exists:
+            if session.revision == 0:  # never stored: no conversation to tell
                 return Played("unknown", None, [])
             signal = Signal(incoming.text, incoming.value, incoming.id.removeprefix("event:"))
-            if not running(session):
+            if not session.running:
                 mailbox = wakeups.mailbox_of(session, self.keep_events)
                 mailbox.keep_event(signal, now)
                 return Played("kept", session.state, [], changes=wakeups.mailbox_fields(mailbox))
@@ -133,7 +127,7 @@ class TimedTurns:
         start = incoming.value
         assert isinstance(start, dict)
         spec, if_running = start["dialog"], start["if_running"]
-        if running(session):
+        if session.running:
             if if_running == "skip" or (if_running == "queue" and len(session.queued) >= wakeups.QUEUE_LIMIT):
                 return Played("skipped", None, [])
             if if_running == "queue":
@@ -142,7 +136,7 @@ class TimedTurns:
                 return Played("queued", session.state, [], changes={"queued": (*session.queued, entry),
                                                                      "address": session.address})
         played = await self._played(session, None, fresh=True, start=spec)
-        if played.outcome != "failed" and running(session):
+        if played.outcome != "failed" and session.running:
             played.outcome = "replaced"
         elif played.outcome != "failed":
             played.outcome = "started"
@@ -181,7 +175,7 @@ class TimedTurns:
             except Exception:
                 log.exception("on_idle failed in session %s; the conversation ends without it", session.key)
             finally:
-                play.close()
+                close_quietly(play)
         log.info("session %s ended: idle for %g s", session.key, self.idle_timeout or 0)
         return Played("idle", None, messages, changes={"due": None, "idle_at": None, "inbox": ()})
 

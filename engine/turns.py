@@ -91,14 +91,14 @@ class Engine(TimedTurns):
 
     `fallback` runs before a session restarts because the code changed under it. `commands` map
     command texts to "restart" or "cancel". `max_live` bounds how many suspended dialogs are kept
-    in memory to skip replays (0 disables it). `handoff_seconds` is how long replies another worker
-    committed stay that worker's to deliver before this one takes them over (the other is taken to
-    have died between commit and delivery).
+    in memory to skip replays (0 disables it). `handoff_seconds` is the lease a worker holds on the
+    replies it delivers (renewed while it delivers them): replies whose lease ran out are taken over
+    by this one (their worker is taken to have died, or to be cut off).
 
     Time and the outside world (convoflow.timed_turns): `clock` gives every due time; a
     conversation waiting `idle_timeout` for the user (or an event) ends, after `on_idle` runs; an
     event no wait took is kept `keep_events` seconds; event and start ids are remembered
-    `remember_ids` seconds.
+    `remember_ids` seconds (at least a day).
     """
 
     def __init__(
@@ -161,17 +161,18 @@ class Engine(TimedTurns):
         return (await self._handle(incoming, deliver, on_committed, only_if_running=only_if_running))[0]
 
     async def _handle_delivered(self, incoming: Incoming, deliver: Deliver | None) -> tuple[list[Reply], Outcome]:
-        """`handle` of a timer, event or start, with its outcome; a delivery that fails after the
-        commit is logged, not raised (the replies wait in the outbox for the next attempt)."""
-        return await self._handle(incoming, deliver, None, undelivered_raises=False)
+        """`handle`, with a delivery that failed after the commit logged, not raised (the replies
+        wait in the outbox for the next attempt); returns the replies and the turn's outcome."""
+        return await self._handle(incoming, deliver, raise_undelivered=False)
 
     async def _handle(
-        self, incoming: Incoming, deliver: Deliver | None, on_committed: Callable[[], None] | None,
-        *, only_if_running: bool = False, undelivered_raises: bool = True,
+        self, incoming: Incoming, deliver: Deliver | None = None, on_committed: Callable[[], None] | None = None,
+        *, only_if_running: bool = False, raise_undelivered: bool = True,
     ) -> tuple[list[Reply], Outcome]:
         started = time.perf_counter()
         key = incoming.key
         outcome: Outcome | None = "store_error"
+        played: Outcome | None = None
         conflicts = 0
         replies: list[Reply] = []
         pending = 0
@@ -180,18 +181,19 @@ class Engine(TimedTurns):
             try:
                 async with self._serialised(key):
                     committed, outcome, conflicts = await self._transact(incoming, only_if_running)
-                if committed is None:  # left alone, or nothing to commit (a stale timer, a skipped start)
-                    return [], outcome or "skipped"
+                if committed is None:
+                    return [], outcome or "ok"
                 if on_committed is not None:
                     on_committed()
+                played = outcome
                 try:
                     replies = await self.delivery.deliver(committed, deliver, everything=outcome == "duplicate")
                 except DeliveryFailed as failed:
-                    turn, outcome, pending = outcome, "undelivered", failed.pending
-                    if undelivered_raises:
+                    outcome, pending = "undelivered", failed.pending
+                    if raise_undelivered:
                         raise
                     log.warning("%s", failed)
-                    return [], turn or "ok"
+                    return [], played or "ok"
             except TooManyConflicts as error:
                 outcome, conflicts = "conflicted", error.attempts
                 raise
@@ -199,7 +201,7 @@ class Engine(TimedTurns):
                 if outcome is not None:
                     self._report(TurnOutcome(key, channel, outcome, len(replies), conflicts,
                                              time.perf_counter() - started, pending))
-        return replies, outcome or "ok"
+        return replies, played or "ok"
 
     async def resume(self, key: SessionKey, deliver: Deliver | None = None) -> list[Reply]:
         """Take over and deliver whatever a session still has in its outbox (after a crash or a
@@ -270,15 +272,14 @@ class Engine(TimedTurns):
         update is left alone), the outcome and the number of conflicts."""
         key = incoming.key
         conflicts = 0
-        stored = await self.store.load(key)
-        session = stored or Session(key)
+        session = await self.store.load(key) or Session(key)
         while True:
             if incoming.id in session.seen or wakeups.is_remembered(session, incoming.id, self.clock.now()):
                 return session, "duplicate", conflicts
             if only_if_running and not session.running:
                 return None, None, conflicts
-            played = await self._turn(session, incoming, stored is not None)
-            if played.outcome in ("stale", "skipped", "unknown"):
+            played = await self._turn(session, incoming)
+            if played.outcome in ("stale", "skipped", "unknown"):  # nothing to commit
                 return None, played.outcome, conflicts
             while True:
                 try:
@@ -298,8 +299,7 @@ class Engine(TimedTurns):
                     # A random pause spreads out workers racing on one session, so the one that
                     # must replay is not beaten every time by the one that need not.
                     await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** min(conflicts, 6)))
-                    stored = await self.store.load(key)
-                    session = stored or Session(key)
+                    session = await self.store.load(key) or Session(key)
                     break
                 if played.play is not None:
                     self.plays.keep(key, committed.revision, played.play)
@@ -316,24 +316,20 @@ class Engine(TimedTurns):
             await self.store.commit(committed)
         except SessionTooLarge as error:
             # The flow grew its session past the store's limit: drop this turn and tell the user,
-            # rather than have the platform redeliver forever.
+            # rather than have the platform redeliver forever (a timer is not fired again either).
             log.error("turn dropped in session %s: %s", session.key, error)
             played.discard()
             played.outcome, played.state, played.messages = "failed", session.state, [Text(self.apology)]
-            # a timer turn that fails is not fired again and again: the session waits for the user
             played.changes = {"due": None} if incoming.kind == "timer" else {}
             committed = self._commit_of(session, incoming, played.state, played.messages, **played.changes)
             await self.store.commit(committed)
         return committed
 
-    async def _turn(self, session: Session, incoming: Incoming, exists: bool) -> Played:
-        """Play the turn: the outcome, the state, replies and other fields to commit, and the play
-        to keep live. `exists`: the session is stored."""
+    async def _turn(self, session: Session, incoming: Incoming) -> Played:
+        """Play the turn: the outcome, the state and replies to commit, the play to keep live, and
+        the session's other changes (its due time, mailbox, queue)."""
         if incoming.kind in ("timer", "event", "start"):
-            return await self._timed_turn(session, incoming, exists)
-        return await self._message_turn(session, incoming)
-
-    async def _message_turn(self, session: Session, incoming: Incoming) -> Played:
+            return await self._timed_turn(session, incoming)
         command = self.commands.get(incoming.text.split()[0]) if incoming.kind == "command" and incoming.text.strip() else None
         if command == "cancel":
             ended = Played("cancelled", None, [Text(self.cancel_reply)], changes={"due": None, "idle_at": None, "inbox": ()})
@@ -366,7 +362,7 @@ class Engine(TimedTurns):
         **changes: Any,
     ) -> Session:
         """The session after the turn: `state`, `messages` added to the outbox, the incoming id
-        seen; `changes` sets other fields (the due time, the mailbox, the queue, the address)."""
+        seen; `changes` sets its other fields (the due time, the mailbox, the queue, the address)."""
         address = changes.pop("address", None) or incoming.address or session.address
         seq = session.next_seq
         new = tuple({"seq": seq + i, "to": address, "message": message_to_dict(m)} for i, m in enumerate(messages))
@@ -417,9 +413,7 @@ class Engine(TimedTurns):
 def _same_conversation(now: Session, before: Session) -> bool:
     """Whether `now` differs from `before` in its outbox alone (and revision and time)."""
     return (now.state == before.state and now.next_seq == before.next_seq and now.seen == before.seen
-            and now.last == before.last and now.address == before.address and now.due == before.due
-            and now.inbox == before.inbox and now.events == before.events and now.queued == before.queued
-            and now.remembered == before.remembered)
+            and now.last == before.last and now.address == before.address)
 
 
 def _button_answer(session: Session, ref: ButtonRef) -> tuple[bool, Any]:

@@ -19,12 +19,11 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convoflow.adapters.channel import router
+from convoflow.adapters.channel import routed
 from convoflow.adapters.console.channel import ConsoleChannel
 from convoflow.adapters.host.api import api_routes
 from convoflow.adapters.host.app import make_app
 from convoflow.adapters.host.loader import load_bot
-from convoflow.adapters.host.serve import routed
 from convoflow.adapters.host.starts import Starter
 from convoflow.messages import SessionKey
 from convoflow.stores import MemoryStore
@@ -258,7 +257,7 @@ async def test_a_call_whose_turn_did_not_commit_gets_503_and_succeeds_when_calle
     engine = Engine(bot.dialog, store, app=bot.app)
     screen = io.StringIO()
     console = ConsoleChannel(TurnRunner(engine), stdin=io.StringIO(), stdout=screen)
-    routes = api_routes(API_TOKEN, Starter(engine, [console], bot.dialogs), routed(router([console])))
+    routes = api_routes(API_TOKEN, Starter(engine, [console], bot.dialogs), routed([console]))
     server = TestServer(make_app([], routes=routes), host="127.0.0.1")
     await server.start_server()
     headers = {"Authorization": f"Bearer {API_TOKEN}"}

@@ -168,3 +168,4 @@ async def test_the_console_is_a_channel_replies_with_no_update_in_hand_reach_it(
     assert await engine.redeliver_waiting(router([console])) == 2
     await console.stop()
     assert out.getvalue().endswith("bot> Lower!\nbot> Your guess?\n")
+

@@ -34,8 +34,8 @@ from convoflow import BaseDialog, ask, dialog, send_message
 from convoflow.messages import message_to_dict
 from convoflow.renamed import current_path
 from convoflow import ManualClock
-from convoflow.turns import Engine, TurnOutcome
-from convoflow.stores import MemoryStore, Session
+from convoflow.turns import TurnOutcome
+from convoflow.stores import MemoryStore
 from tests.histories.record import SCRIPTS, START, TIMED, engine_for, incoming_from, play_turn, session_before
 
 HISTORIES = Path(__file__).parent / "histories"

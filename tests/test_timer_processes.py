@@ -156,3 +156,78 @@ async def test_a_timer_due_while_the_store_is_down_fires_once_it_is_back(
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await store.close()
+
+
+# --- `convoflow run` processes against the fake Telegram ----------------------------------------------
+
+SLEEPER_BOT = '''
+from convoflow import dialog, send_message, sleep
+
+@dialog()
+def main():
+    yield send_message("Sleeping.")
+    yield sleep(2)
+    yield send_message("Woke up.")
+'''
+CHATS = 40
+TELEGRAM_SECRET = "timers-Webhook_secret"
+
+
+def telegram_process(name: str, telegram: Any, store_url: str, bot: Path, log_dir: Path) -> Any:
+    from tests.support.convoflow_process import ConvoflowProcess
+    from tests.support.fake_telegram import TOKEN
+
+    return ConvoflowProcess(log_dir / f"{name}.log", str(bot), "--channel", "telegram", settings={
+        "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": telegram.url_for(name), "CONVOFLOW_STORE": store_url,
+        "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook", "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET})
+
+
+async def post_start(process: Any, chat_id: int) -> None:
+    import json
+
+    import aiohttp
+
+    from convoflow.adapters.telegram.channel import SECRET_HEADER, WEBHOOK_PATH
+    from tests.support.fake_telegram import message, private_chat
+
+    body = json.dumps(message(private_chat(chat_id), text="/start"))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(process.url + WEBHOOK_PATH, data=body,
+                             headers={SECRET_HEADER: TELEGRAM_SECRET, "Content-Type": "application/json"}) as response:
+            assert response.status == 200
+
+
+def woken(telegram: Any) -> dict[int, list[str]]:
+    """Who sent each chat its "Woke up." (the origin of each send)."""
+    found: dict[int, list[str]] = {}
+    for call in telegram.sent():
+        if call.text == "Woke up.":
+            found.setdefault(call.chat_id, []).append(call.origin)
+    return found
+
+
+@pytest.mark.parametrize("kill_one", [False, True], ids=["both-running", "one-sigkilled"])
+async def test_convoflow_run_processes_on_one_store_send_each_timer_once(
+    telegram: Any, tmp_path: Path, kill_one: bool
+) -> None:
+    bot = tmp_path / "sleeper.py"
+    bot.write_text(SLEEPER_BOT)
+    store_url = f"sqlite:///{tmp_path / 'bots.db'}"
+    first, second = (telegram_process(name, telegram, store_url, bot, tmp_path) for name in ("p0", "p1"))
+    await asyncio.gather(first.start(), second.start())
+    try:
+        # every chat starts its conversation on one of the two: each turn sets a timer in the store
+        await asyncio.gather(*(post_start(first if n % 2 else second, 1000 + n) for n in range(CHATS)))
+        if kill_one:
+            first.signal(signal.SIGKILL)  # its sessions' timers fall due after it is gone
+            await first.wait()
+        await until(lambda: len(woken(telegram)) == CHATS)
+        await asyncio.sleep(2)  # a second send, were there one, would have come by now
+    finally:
+        for process in (first, second):
+            await process.kill()
+    sends = woken(telegram)
+    assert sorted(sends) == [1000 + n for n in range(CHATS)]
+    assert all(len(origins) == 1 for origins in sends.values()), sends
+    if kill_one:
+        assert {origin for origins in sends.values() for origin in origins} == {"p1"}

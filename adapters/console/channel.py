@@ -50,8 +50,7 @@ class ConsoleChannel:
         self.stdin, self.stdout = stdin, stdout
         self.echo = not stdin.isatty()  # piped input is not echoed by a terminal: show it
         self._chat: asyncio.Task[None] | None = None
-        self._prompted = False
-        """The prompt is shown and the console waits for the user's line."""
+        self._at_prompt = False
 
     def routes(self) -> list[web.RouteDef]:
         return []
@@ -78,10 +77,12 @@ class ConsoleChannel:
         await self.runner.drain()
 
     async def send(self, reply: Reply) -> None:
-        if self._prompted:  # a timer's message while the user is typing: on a line of its own
-            print(file=self.stdout)
+        """Print a reply; one that comes while the prompt waits for input (a timer's) is printed
+        above a fresh prompt."""
+        if self._at_prompt:
+            print("\r\x1b[K", end="", file=self.stdout)  # back to the start of the prompt's line, cleared
         print(render(reply.message), file=self.stdout, flush=True)
-        if self._prompted:
+        if self._at_prompt:
             print(USER_PREFIX, end="", file=self.stdout, flush=True)
 
     async def run(self) -> None:
@@ -100,9 +101,9 @@ class ConsoleChannel:
         while True:
             if not self.echo:
                 print(USER_PREFIX, end="", file=self.stdout, flush=True)
-                self._prompted = True
+                self._at_prompt = True
             line = await lines.get()
-            self._prompted = False
+            self._at_prompt = False
             if line is None:
                 break
             if not line.strip():

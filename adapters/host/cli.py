@@ -19,14 +19,14 @@ from convoflow.turn_runner import TurnRunner
 from convoflow.turns import Engine
 from convoflow.stores import Store, StoreError, open_store
 
-from convoflow.adapters.channel import Channel, StartFailed, router
+from convoflow.adapters.channel import Channel, StartFailed, routed
 from convoflow.adapters.console.channel import ConsoleChannel
 from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
 from convoflow.adapters.host.logs import LogFormat, setup_logging
-from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics
+from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics, Takeovers
 from convoflow.adapters.host.api import api_routes
 from convoflow.adapters.host.outside import add_outside_commands, run_outside_command
-from convoflow.adapters.host.serve import ListenFailed, routed, serve, timers_for
+from convoflow.adapters.host.serve import ListenFailed, scheduler_for, serve
 from convoflow.adapters.host.starts import Starter
 from convoflow.adapters.host.sessions import describe, listing
 
@@ -226,11 +226,10 @@ def log_format(args: argparse.Namespace, env: Mapping[str, str]) -> LogFormat:
 async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
     store = configured_store(args, env)
     try:
-        engine = Engine(bot.dialog, store, bot.fallback, app=bot.app,
-                        idle_timeout=bot.idle_timeout, on_idle=bot.on_idle)
+        engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, idle_timeout=bot.idle_timeout, on_idle=bot.on_idle)
         console = ConsoleChannel(TurnRunner(engine), session=args.session)
-        # a timer's message appears while the console waits for input
-        timers = asyncio.create_task(timers_for(engine, [console]).run(), name="timers")
+        # the console session's timers fire while it runs (and those due meanwhile, when it resumes)
+        timers = asyncio.create_task(scheduler_for(engine, [console], only=console.key).run(), name="timers")
         try:
             await console.run()
         finally:
@@ -254,9 +253,9 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot,
         runner = TurnRunner(engine)
         channels = [SERVER_CHANNELS[name](runner, opened, env) for name in names]
         registry.register(ChannelDeliveries(channels))
+        registry.register(Takeovers(engine))
         token = api_token(env)
-        routes = [] if token is None else api_routes(token, Starter(engine, channels, bot.dialogs),
-                                                     routed(router(channels)))
+        routes = [] if token is None else api_routes(token, Starter(engine, channels, bot.dialogs), routed(channels))
     except BaseException:
         await store.close()
         raise

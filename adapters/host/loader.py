@@ -22,13 +22,13 @@ class BotNotFound(Exception):
     """The bot file, module or dialog does not exist; the message says what was looked for."""
 
 
+class BotMisconfigured(BotNotFound):
+    """A setting in the bot's module is malformed (`idle_timeout`, `on_idle`); the message names it."""
+
+
 class BotImportFailed(BotNotFound):
     """The bot's code failed to import (a syntax error, a missing module, an exception): the
     message shows where in the user's code, in a few lines, without importlib's own frames."""
-
-
-class BotMisconfigured(BotNotFound):
-    """A setting in the bot's module is malformed (`idle_timeout`, `on_idle`); the message names it."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Prometheus metrics: turns, failures, duplicates, store round trips and conflicts, latency,
-outbox backlog, replies dropped or re-rendered, updates acknowledged unhandled, per channel. Fed
-by the Engine's `on_turn` hook, a store wrapper, the channels' own tallies and the HTTP app
-(`on_unhandled`)."""
+outbox backlog, replies dropped or re-rendered, replies taken over from another worker, updates
+acknowledged unhandled, per channel. Fed by the Engine's `on_turn` hook, a store wrapper, the
+channels' own tallies, the Engine's delivery and the HTTP app (`on_unhandled`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from convoflow.adapters.sent_parts import Deliveries
 
 from convoflow.adapters.webhooks import Unhandled
 from convoflow.messages import SessionKey
-from convoflow.turns import TurnOutcome
+from convoflow.turns import Engine, TurnOutcome
 from convoflow.stores.base import Session, Store
 
 FAILURES = ("failed", "store_error", "undelivered", "conflicted")
@@ -90,6 +90,19 @@ class ChannelDeliveries(Collector):
                     rerendered.add_metric([channel.name, reason], count)
         yield dropped
         yield rerendered
+
+
+class Takeovers(Collector):
+    """Replies this process took over from another worker whose lease on them had run out (it died,
+    or could not reach the store or the platform for longer than `handoff_seconds`), read from the
+    Engine's delivery when /metrics is scraped."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("convoflow_reply_takeovers", "Replies taken over from another worker "
+                                  "whose lease on them had run out.", value=self.engine.delivery.takeovers)
 
 
 class MeteredStore:

@@ -13,9 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from convoflow.adapters.channel import Channel, router
+from convoflow.adapters.channel import Channel, routed
 from convoflow.adapters.host.loader import Bot, load_bot
-from convoflow.adapters.host.serve import routed
 from convoflow.adapters.host.broadcast import broadcast_command
 from convoflow.adapters.host.starts import CONCURRENCY, IF_RUNNING, ChannelsFor, Starter, connected, engine_of
 from convoflow.messages import SessionKey
@@ -53,7 +52,7 @@ async def signal_command(key: SessionKey, name: str, data: JSON, event_id: str, 
     wanted = key.partition.partition(":")[0]
     channels = channels_for(runner, [wanted]) if _configured(wanted, env) else []
     async with connected(channels) as ready:
-        outcome = await engine.signal(key, name, data, event_id, deliver=routed(router(ready)))
+        outcome = await engine.signal(key, name, data, event_id, deliver=routed(ready))
     print(f"{outcome.status} {key}")
     if not channels and outcome.replies:
         print(f"convoflow: no {wanted} credentials here: the replies wait for the serving process", file=sys.stderr)

@@ -2,7 +2,7 @@
 stop taking updates, let turns in flight finish and deliver, close the store. A second signal
 exits at once. Meanwhile, replies left waiting in outboxes (their process died between commit and
 delivery, or the platform was down) are swept up and delivered through their channel, and the
-Scheduler fires the timers that fall due, handing their replies to their channel the same way."""
+timers of the served channels' sessions fire (convoflow.scheduler), their replies routed likewise."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from convoflow.adapters.channel import Channel, router
 from convoflow.adapters.host.app import Readiness, make_app
 from convoflow.adapters.webhooks import Unhandled
-from convoflow.delivery import Deliver, Route
+from convoflow.delivery import Route
 from convoflow.messages import Reply, SessionKey
 from convoflow.scheduler import Scheduler
 from convoflow.stores.base import Store, StoreError
@@ -49,8 +49,9 @@ async def serve(
     routes: Sequence[web.RouteDef] = (),
 ) -> None:
     """Serve until `stop` is set or a signal comes. With `engine`, its replies left waiting are
-    delivered every `sweep_seconds` (and once at start, after a crash), and its due timers fired,
-    each reply through the channel its address names. `routes` are served besides the channels'."""
+    delivered every `sweep_seconds` (and once at start, after a crash), each through the channel
+    its address names, and its sessions' timers fire (those of the channels served here). `routes`
+    are served besides the channels'."""
     stop = stop or asyncio.Event()
     readiness = Readiness(store)
     runner = web.AppRunner(make_app(channels, registry, readiness, on_unhandled, routes), shutdown_timeout=SHUTDOWN_SECONDS)
@@ -63,22 +64,24 @@ async def serve(
     log.info("listening on %s:%d for %s", host, port, ", ".join(c.name for c in channels))
     _on_signals(stop)
     started: list[Channel] = []
-    tasks: list[asyncio.Task[None]] = []
+    sweeper: asyncio.Task[None] | None = None
+    timers: asyncio.Task[None] | None = None
     try:
         for channel in channels:
             await channel.start()
             started.append(channel)
         readiness.started = True
         if engine is not None:
-            tasks.append(asyncio.create_task(_sweep(engine, router(started), sweep_seconds), name="outbox-sweep"))
-            tasks.append(asyncio.create_task(timers_for(engine, started).run(), name="timers"))
+            sweeper = asyncio.create_task(_sweep(engine, router(started), sweep_seconds), name="outbox-sweep")
+            timers = asyncio.create_task(scheduler_for(engine, started).run(), name="timers")
         await stop.wait()
         log.info("shutting down: no new updates; finishing turns in flight")
     finally:
         readiness.started = False
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in (timers, sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         # Stop listening and let the requests in flight be answered first, then stop the channels
         # (polling, sockets; each lets the turns in flight finish delivering), then the store.
         await runner.cleanup()
@@ -86,6 +89,24 @@ async def serve(
             await channel.stop()
         await store.close()
         log.info("stopped")
+
+
+def scheduler_for(engine: Engine, channels: Sequence[Channel], only: SessionKey | None = None) -> Scheduler:
+    """The Scheduler firing the timers of the sessions of `channels` (a session's key starts with
+    its channel's name), or of the one session `only`, each reply sent by the channel its address
+    names."""
+    route = router(channels)
+    names = {channel.name for channel in channels}
+
+    async def send(reply: Reply) -> None:
+        deliver = route(reply)
+        if deliver is None:  # kept in the outbox for a process that serves its channel
+            raise LookupError(f"no {reply.channel!r} channel in this process for reply {reply.seq} of {reply.key}")
+        await deliver(reply)
+
+    if only is not None:
+        return Scheduler(engine, send, wanted=lambda key: key == only)
+    return Scheduler(engine, send, wanted=lambda key: key.partition.partition(":")[0] in names)
 
 
 async def _sweep(engine: Engine, route: Route, every: float) -> None:
@@ -97,30 +118,6 @@ async def _sweep(engine: Engine, route: Route, every: float) -> None:
         except Exception:  # noqa: BLE001 - the sweep must outlive any one failure
             log.exception("sweeping waiting replies failed")
         await asyncio.sleep(every)
-
-
-def timers_for(engine: Engine, channels: Sequence[Channel]) -> Scheduler:
-    """The Scheduler of `engine`'s timers, for the sessions of `channels` (a session's partition
-    begins with its channel's name; the others are left to the processes serving theirs), each
-    reply handed to the channel its address names."""
-    names = {channel.name for channel in channels}
-    return Scheduler(engine, routed(router(channels)), wanted=lambda key: _channel_of_key(key) in names)
-
-
-def routed(route: Route) -> Deliver:
-    """A Deliver sending each reply through the channel `route` names; a reply whose channel is not
-    here fails transiently, so it waits in the outbox for a process that has it."""
-    async def deliver(reply: Reply) -> None:
-        send = route(reply)
-        if send is None:
-            raise LookupError(f"no channel {reply.channel!r} here for reply {reply.seq}")
-        await send(reply)
-
-    return deliver
-
-
-def _channel_of_key(key: SessionKey) -> str:
-    return key.partition.partition(":")[0]
 
 
 def _on_signals(stop: asyncio.Event) -> None:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Literal, Mapping, Sequence
 
-from convoflow.adapters.channel import Channel, channel_for, router
+from convoflow.adapters.channel import Channel, channel_for, routed
 from convoflow.adapters.host.loader import Bot
 from convoflow.delivery import Undeliverable
 from convoflow.dialogs import BaseDialog
@@ -85,13 +85,10 @@ class Starter:
     async def start_at(self, key: SessionKey, address: dict[str, JSON], dialog: BaseDialog[Any] | None,
                        start_id: str, if_running: IfRunning = "skip") -> Started:
         """Start `dialog` for the session `key`, its replies sent to `address` at once."""
-        route = router(self.channels)
+        send = routed(self.channels)
         refused: list[Undeliverable] = []
 
         async def deliver(reply: Reply) -> None:
-            send = route(reply)
-            if send is None:  # waits in the outbox for a process serving its channel
-                raise LookupError(f"no channel {reply.channel!r} here for reply {reply.seq}")
             try:
                 await send(reply)
             except Undeliverable as error:

@@ -78,13 +78,15 @@ async def start_bot(
     options: TelegramOptions = FAST,
     app: str | None = None,
     retry_delays: tuple[float, ...] = QUICK_RETRIES,
+    **engine_options: Any,
 ) -> Bot:
-    """The bot (a dialog, or a bot spec such as "bots/guessbot.py") running in webhook or polling mode."""
+    """The bot (a dialog, or a bot spec such as "bots/guessbot.py") running in webhook or polling
+    mode; `engine_options` go to its Engine (a clock, say)."""
     if isinstance(dialog, str):
         loaded = load_bot(dialog)
         dialog, app = loaded.dialog, app or loaded.app
     fake = await FakeTelegram().start()
-    runner = TurnRunner(Engine(dialog, store or MemoryStore(), app=app), retry_delays=retry_delays)
+    runner = TurnRunner(Engine(dialog, store or MemoryStore(), app=app, **engine_options), retry_delays=retry_delays)
     channel = TelegramChannel(
         runner, TOKEN, webhook_secret=SECRET if webhook else None,
         webhook_url="https://bot.example.org/telegram/webhook" if webhook else None,
