@@ -54,8 +54,9 @@ async def signal_command(key: SessionKey, name: str, data: JSON, event_id: str, 
     async with connected(channels) as ready:
         outcome = await engine.signal(key, name, data, event_id, deliver=routed(ready))
     print(f"{outcome.status} {key}")
-    if not channels and outcome.replies:
-        print(f"convoflow: no {wanted} credentials here: the replies wait for the serving process", file=sys.stderr)
+    if not channels and outcome.status == "delivered":
+        print(f"convoflow: no {wanted} credentials here: the flow's replies wait in the outbox for the serving "
+              "process", file=sys.stderr)
     return SIGNAL_EXIT[outcome.status]
 
 

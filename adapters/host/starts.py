@@ -27,12 +27,12 @@ StartStatus = Literal["started", "replaced", "queued", "skipped", "duplicate", "
 """What a start did: Engine.start's outcome, or "blocked" when it committed but the channel
 refused its message for good (a Telegram user who blocked the bot, a chat that is gone)."""
 
-
 ChannelsFor = Callable[[TurnRunner, Sequence[str]], Sequence[Channel]]
 """Builds the named channels from the environment (raises the CLI's ConfigError)."""
 
 CONCURRENCY = 4
 """Starts a broadcast has under way at once (the channels' flood limits pace them further)."""
+
 
 class FieldError(ValueError):
     """A request's field is missing or malformed: `field` names it."""
