@@ -17,6 +17,9 @@ from aiohttp import web
 
 from convoflow.messages import VIA, Incoming, IncomingKind, Media, Message, Reply, SessionKey
 from convoflow.turn_runner import TurnRunner
+from convoflow.types import JSON
+
+from convoflow.adapters.channel import BadAddress
 
 BOT_PREFIX = "bot> "
 USER_PREFIX = "you> "
@@ -57,6 +60,16 @@ class ConsoleChannel:
         lines = _read_lines(self.stdin)
         await self._greet()
         self._chat = asyncio.create_task(self._converse(lines), name="console")
+
+    async def connect(self) -> None:
+        pass
+
+    async def open(self, to: str) -> tuple[SessionKey, dict[str, JSON]]:
+        """`console:<session name>`: that console session (shown when the console runs it)."""
+        name, _, session = to.partition(":")
+        if name != self.name or not session.strip():
+            raise BadAddress(f"{to!r} is not a console address (console:<session name>)")
+        return SessionKey(f"console:{session}", self.runner.engine.app), {VIA: self.name}
 
     async def stop(self) -> None:
         if self._chat is not None and not self._chat.done():

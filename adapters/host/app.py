@@ -1,4 +1,5 @@
-"""The one aiohttp application: every channel's webhook routes plus /healthz and /metrics."""
+"""The one aiohttp application: every channel's webhook routes plus /healthz and /metrics (and the
+API's routes, when it has a token)."""
 
 from __future__ import annotations
 
@@ -41,11 +42,12 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def make_app(
     channels: Sequence[Channel], registry: CollectorRegistry = REGISTRY, readiness: Readiness | None = None,
-    on_unhandled: Callable[[Unhandled], None] | None = None,
+    on_unhandled: Callable[[Unhandled], None] | None = None, routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
     """`/healthz` answers 200 while the process serves (liveness); `/healthz?ready=1` answers 503
     until the channels have started and whenever the store does not answer (readiness).
-    `on_unhandled` hears of every update a channel acknowledged without handling it."""
+    `on_unhandled` hears of every update a channel acknowledged without handling it. `routes` are
+    served besides the channels' (the API for the outside world, convoflow.adapters.host.api)."""
 
     @web.middleware
     async def count_unhandled(
@@ -75,4 +77,5 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     for channel in channels:
         app.router.add_routes(channel.routes())
+    app.router.add_routes(routes)
     return app

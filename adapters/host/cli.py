@@ -19,22 +19,27 @@ from convoflow.turn_runner import TurnRunner
 from convoflow.turns import Engine
 from convoflow.stores import Store, StoreError, open_store
 
-from convoflow.adapters.channel import Channel, StartFailed
+from convoflow.adapters.channel import Channel, StartFailed, routed
 from convoflow.adapters.console.channel import ConsoleChannel
 from convoflow.adapters.host.loader import Bot, BotNotFound, load_bot
 from convoflow.adapters.host.logs import LogFormat, setup_logging
 from convoflow.adapters.host.metrics import ChannelDeliveries, MeteredStore, Metrics, Takeovers
+from convoflow.adapters.host.api import api_routes
+from convoflow.adapters.host.outside import add_outside_commands, run_outside_command
 from convoflow.adapters.host.serve import ListenFailed, scheduler_for, serve
+from convoflow.adapters.host.starts import Starter
 from convoflow.adapters.host.sessions import describe, listing
 
 DEFAULT_STORE = "sqlite:///convoflow.db"
 DEFAULT_PORT = 8080
 SECRET_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET",
-                   "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET")
+                   "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET", "CONVOFLOW_API_TOKEN")
 """Settings whose values never appear in logs."""
 
 TELEGRAM_SETTINGS = {"api_url": "TELEGRAM_API_URL", "webhook_url": "TELEGRAM_WEBHOOK_URL"}
 """The setting behind each TelegramChannel argument a start-up failure may name."""
+
+MIN_API_TOKEN = 16
 
 ChannelBuilder = Callable[[TurnRunner, Store, Mapping[str, str]], Channel]
 """Builds a channel from the turn runner (and through it the engine), the opened store (unwrapped,
@@ -116,6 +121,18 @@ SERVER_CHANNELS: dict[str, ChannelBuilder] = {"telegram": telegram_channel, "sla
 """The channels served over HTTP, by name; `--channel all` runs every one of them."""
 
 
+def api_token(env: Mapping[str, str]) -> str | None:
+    """CONVOFLOW_API_TOKEN, the bearer token of `POST /events` and `/conversations` (None: unset,
+    so those routes are not served)."""
+    token = env.get("CONVOFLOW_API_TOKEN", "").strip()
+    if not token:
+        return None
+    if len(token) < MIN_API_TOKEN or not token.isascii() or not token.isprintable():
+        raise ConfigError(f"CONVOFLOW_API_TOKEN must be at least {MIN_API_TOKEN} printable ASCII characters "
+                          "(e.g. `openssl rand -hex 32`)")
+    return token
+
+
 def store_url(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]:
     """The store URL, and the option or variable it came from (for error messages)."""
     given = getattr(args, "store", None)  # only there when given, before or after the command
@@ -169,6 +186,7 @@ def parser() -> argparse.ArgumentParser:
     list_view.add_argument("--limit", type=_limit, default=50, help="at most this many (default 50; 0: no limit)")
     show = views.add_parser("show", parents=[store], help="show one session: where it waits, its record, its outbox")
     show.add_argument("key", help="session key PARTITION/APP, as printed by `sessions list`")
+    add_outside_commands(commands, store)
     return root
 
 
@@ -236,12 +254,14 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot,
         channels = [SERVER_CHANNELS[name](runner, opened, env) for name in names]
         registry.register(ChannelDeliveries(channels))
         registry.register(Takeovers(engine))
+        token = api_token(env)
+        routes = [] if token is None else api_routes(token, Starter(engine, channels, bot.dialogs), routed(channels))
     except BaseException:
         await store.close()
         raise
     try:
         await serve(channels, store, registry, args.host, listen_port, stop, engine=engine,
-                    on_unhandled=metrics.on_unhandled)
+                    on_unhandled=metrics.on_unhandled, routes=routes)
     except ListenFailed as error:
         raise ConfigError(f"{error} (the address is --host, the port --port or PORT)") from error
     except StartFailed as error:
@@ -266,6 +286,16 @@ async def show_sessions(args: argparse.Namespace, env: Mapping[str, str]) -> int
         await store.close()
 
 
+async def outside_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """`signal`, `start` or `broadcast`, on the configured store, with the server channels the
+    environment configures."""
+    store = configured_store(args, env)
+    try:
+        return await run_outside_command(args, env, store, SERVER_CHANNELS)
+    finally:
+        await store.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     env = os.environ
@@ -280,11 +310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 setup_logging(args.log_level or "INFO", log_format(args, env), secrets)
                 asyncio.run(run_server(args, env, bot))
             return 0
+        if args.command in ("signal", "start", "broadcast"):
+            setup_logging(getattr(args, "log_level", None) or "WARNING", "text",
+                          [env[name] for name in SECRET_SETTINGS if env.get(name)])
+            return asyncio.run(outside_command(args, env))
         return asyncio.run(show_sessions(args, env))
     except KeyboardInterrupt:
         print()
         return 130
-    except (BotNotFound, ConfigError, StoreError, ValueError) as error:
+    except (BotNotFound, ConfigError, StoreError, ValueError, StartFailed) as error:
         if logging.getLogger().isEnabledFor(logging.DEBUG):  # --log-level debug: where it came from
             traceback.print_exception(error)
         print(f"convoflow: error: {error}", file=sys.stderr)

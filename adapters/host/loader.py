@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import convoflow.bots as bundled_bots
 from convoflow.dialogs import BaseDialog, is_dialog
@@ -41,6 +41,9 @@ class Bot:
     """Seconds a conversation may wait for the user before it ends (the module's `idle_timeout`)."""
     on_idle: Callable[[], BaseDialog[Any]] | None = None
     """The dialog that runs when a conversation ends for idleness (the module's `on_idle`)."""
+    dialogs: Mapping[str, Callable[..., BaseDialog[Any]]] = field(default_factory=dict)
+    """The module's own @dialog functions by name: those a conversation the bot starts may run
+    (`convoflow start --dialog`, `POST /conversations`)."""
 
 
 def load_bot(spec: str) -> Bot:
@@ -51,8 +54,9 @@ def load_bot(spec: str) -> Bot:
     stem = module.__name__.rpartition(".")[2]
     dialog_name = name or DEFAULT_DIALOG
     found = getattr(module, dialog_name, None)
+    dialogs = {n: v for n, v in vars(module).items() if is_dialog(v) and v.__module__ == module.__name__}
     if not is_dialog(found):
-        available = sorted(n for n, v in vars(module).items() if is_dialog(v) and v.__module__ == module.__name__)
+        available = sorted(dialogs)
         hint = f"dialogs in it: {', '.join(available)}" if available else "it defines no @dialog functions"
         raise BotNotFound(f"{target} has no dialog named {dialog_name!r} ({hint}); name one as {target}:NAME")
     assert found is not None
@@ -60,7 +64,7 @@ def load_bot(spec: str) -> Bot:
     app = stem if dialog_name == DEFAULT_DIALOG else f"{stem}.{dialog_name}"
     idle_timeout, on_idle = _idle_policy(module, target)
     return Bot(app=app, dialog=found, fallback=fallback if is_dialog(fallback) else None,
-               idle_timeout=idle_timeout, on_idle=on_idle)
+               idle_timeout=idle_timeout, on_idle=on_idle, dialogs=dict(sorted(dialogs.items())))
 
 
 def _idle_policy(module: ModuleType, target: str) -> tuple[float | None, Callable[[], BaseDialog[Any]] | None]:

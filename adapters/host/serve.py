@@ -46,13 +46,15 @@ async def serve(
     engine: Engine | None = None,
     sweep_seconds: float = SWEEP_SECONDS,
     on_unhandled: Callable[[Unhandled], None] | None = None,
+    routes: Sequence[web.RouteDef] = (),
 ) -> None:
     """Serve until `stop` is set or a signal comes. With `engine`, its replies left waiting are
     delivered every `sweep_seconds` (and once at start, after a crash), each through the channel
-    its address names, and its sessions' timers fire (those of the channels served here)."""
+    its address names, and its sessions' timers fire (those of the channels served here). `routes`
+    are served besides the channels'."""
     stop = stop or asyncio.Event()
     readiness = Readiness(store)
-    runner = web.AppRunner(make_app(channels, registry, readiness, on_unhandled), shutdown_timeout=SHUTDOWN_SECONDS)
+    runner = web.AppRunner(make_app(channels, registry, readiness, on_unhandled, routes), shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

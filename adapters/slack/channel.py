@@ -37,13 +37,16 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from convoflow.delivery import Deliver, Undeliverable
-from convoflow.messages import VIA, Incoming, Reply
+from convoflow.messages import VIA, Incoming, Reply, SessionKey
 from convoflow.turn_runner import TurnRunner
+from convoflow.types import JSON
+
+from convoflow.adapters.channel import BadAddress
 
 from convoflow.adapters.sent_parts import Deliveries
 from convoflow.adapters.slack.events import (
-    MalformedPayload, UnreadableBody, Workspace, bolt_request_for, from_action, from_message, readable, signed,
-    update_id,
+    MalformedPayload, UnreadableBody, Workspace, bolt_request_for, from_action, from_message, partition, readable,
+    signed, update_id,
 )
 from convoflow.adapters.slack.installs import find_bot
 from convoflow.adapters.slack.oauth import INSTALL_PATH, REDIRECT_PATH, SlackOAuth, oauth_app
@@ -55,6 +58,7 @@ log = logging.getLogger("convoflow.slack")
 
 SLACK_API_URL = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
+_SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
 
 
 class SlackChannel:
@@ -95,6 +99,8 @@ class SlackChannel:
         self.app = self._bolt_app()
         self._socket: AsyncSocketModeHandler | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._identity: tuple[str, str | None] | None = None
+        """The team and enterprise of the bot token (auth.test), once asked."""
 
     # --- the Channel protocol ------------------------------------------------------------------
 
@@ -106,10 +112,14 @@ class SlackChannel:
             routes += [web.get(INSTALL_PATH, self._install), web.get(REDIRECT_PATH, self._oauth_redirect)]
         return routes
 
-    async def start(self) -> None:
+    async def connect(self) -> None:
         # One connection pool for every Web API call (Bolt hands it to its per-request clients).
-        self._session = aiohttp.ClientSession()
-        self.client.session = self._session
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+            self.client.session = self._session
+
+    async def start(self) -> None:
+        await self.connect()
         if self.app_token:
             self._socket = AsyncSocketModeHandler(self.app, self.app_token, logger=log)
             await self._socket.connect_async()
@@ -136,6 +146,49 @@ class SlackChannel:
                 raise Undeliverable(f"workspace {enterprise or '-'}:{team} has no install any more")
             token = bot.bot_token
         await self._post(self.client, reply, token)
+
+    async def open(self, to: str) -> tuple[SessionKey, dict[str, JSON]]:
+        """`slack:<team>:<user id>`: the user's direct messages with the bot (conversations.open
+        gives their channel), keyed as the user's own DMs are, so the user's answer continues the
+        conversation; `slack:<team>:<channel id>`: that channel (the bot must be a member)."""
+        name, _, rest = to.partition(":")
+        team, _, target = rest.partition(":")
+        if name != self.name or not _SLACK_ID.fullmatch(team) or not _SLACK_ID.fullmatch(target):
+            raise BadAddress(f"{to!r} is not a Slack address (slack:<team id>:<user or channel id>, "
+                             "e.g. slack:T0123:U0456)")
+        enterprise, token = await self._workspace_token(team, to)
+        channel = target
+        if target[0] in "UW":  # a user: the bot's DM channel with them
+            try:
+                opened = await self.client.conversations_open(users=target, token=token)
+            except SlackApiError as error:
+                reason = error.response.get("error")
+                if reason in ("user_not_found", "user_not_visible", "user_disabled", "cannot_dm_bot"):
+                    raise BadAddress(f"{to!r}: Slack cannot open a DM with {target} ({reason})") from None
+                raise
+            channel = str((opened.get("channel") or {}).get("id") or "")
+            if not channel:
+                raise BadAddress(f"{to!r}: Slack opened no DM channel")
+        key = SessionKey(partition(Workspace(team, enterprise, None), channel), self.runner.engine.app)
+        address: dict[str, JSON] = {VIA: self.name, "channel": channel, "team": team}
+        if enterprise:
+            address["enterprise"] = enterprise
+        return key, address
+
+    async def _workspace_token(self, team: str, to: str) -> tuple[str | None, str | None]:
+        """The enterprise of workspace `team` and the bot token to call it with (None: the
+        channel's own token, when it serves that one workspace)."""
+        if self.oauth is not None:
+            bot = await find_bot(self.oauth.installation_store, None, team)
+            if bot is None:
+                raise BadAddress(f"{to!r}: the bot is not installed in workspace {team}")
+            return bot.enterprise_id, bot.bot_token
+        if self._identity is None:
+            answer = await self.client.auth_test()
+            self._identity = (str(answer.get("team_id") or ""), answer.get("enterprise_id") or None)
+        if self._identity[0] != team:
+            raise BadAddress(f"{to!r}: this bot serves workspace {self._identity[0]}, not {team}")
+        return self._identity[1], None
 
     # --- HTTP routes ---------------------------------------------------------------------------
 

@@ -22,9 +22,10 @@ INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 DEFAULT_SCOPES = (
     "app_mentions:read", "chat:write", "im:history", "channels:history", "groups:history", "mpim:history",
-    "files:read",
+    "files:read", "im:write",
 )
-"""Bot scopes asked for on install: read mentions, DMs and thread replies, post, see shared files."""
+"""Bot scopes asked for on install: read mentions, DMs and thread replies, post, see shared files,
+open a DM with a user (a conversation the bot starts)."""
 CHECKED_TOKENS = 10_000
 """Bot tokens whose auth.test answer is remembered."""
 

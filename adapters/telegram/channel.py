@@ -36,7 +36,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, Ne
 from telegram.ext import AIORateLimiter, Application
 from telegram.warnings import PTBUserWarning
 
-from convoflow.adapters.channel import StartFailed
+from convoflow.adapters.channel import BadAddress, StartFailed
 from convoflow.adapters.sent_parts import Deliveries
 from convoflow.adapters.telegram.render import render
 from convoflow.adapters.telegram.request import AiohttpRequest
@@ -45,8 +45,9 @@ from convoflow.adapters.telegram.updates import (
 )
 from convoflow.adapters.webhooks import Unhandled, acknowledge_unhandled, unreadable
 from convoflow.delivery import Undeliverable
-from convoflow.messages import VIA, Incoming, Reply
+from convoflow.messages import VIA, Incoming, Reply, SessionKey
 from convoflow.turn_runner import TurnRunner, Work
+from convoflow.types import JSON
 
 log = logging.getLogger("convoflow.telegram")
 
@@ -161,7 +162,7 @@ class TelegramChannel:
     def routes(self) -> list[web.RouteDef]:
         return [web.post(WEBHOOK_PATH, self._webhook)] if self.webhook_url else []
 
-    async def start(self) -> None:
+    async def connect(self) -> None:
         try:
             await self.application.initialize()  # getMe: the bot's id and username
         except InvalidToken:  # its message quotes the token: not repeated here
@@ -174,6 +175,9 @@ class TelegramChannel:
             await self._close_requests()
             raise
         self.identity = BotIdentity(self.bot.id, self.bot.username or "")
+
+    async def start(self) -> None:
+        await self.connect()
         self._ready = True
         allowed = ["message", "callback_query", *(["edited_message"] if self.options.edited_messages else [])]
         try:
@@ -215,6 +219,16 @@ class TelegramChannel:
                 self._take(queue.get_nowait())
         await self.runner.drain()
         await self.application.shutdown()
+
+    async def open(self, to: str) -> tuple[SessionKey, dict[str, JSON]]:
+        """`telegram:<chat id>`: the chat's own session (a private chat's, or a group's as a
+        whole), its replies sent there. Telegram lets a bot write only to chats that have talked
+        to it; any other refuses the reply for good (a blocked user likewise)."""
+        name, _, chat = to.partition(":")
+        if name != self.name or not re.fullmatch(r"-?[1-9][0-9]{0,18}", chat):
+            raise BadAddress(f"{to!r} is not a Telegram address (telegram:<chat id>, e.g. telegram:12345)")
+        key = SessionKey(partition(self.identity.id, int(chat)), self.runner.engine.app)
+        return key, {VIA: self.name, "chat_id": int(chat)}
 
     # --- updates ------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """A loopback fake of Slack's Web API and Socket Mode endpoint, for tests and benchmarks.
 
 Real slack-sdk / slack-bolt clients talk to it through their base URL. It answers auth.test,
-chat.postMessage, chat.update, oauth.v2.access and apps.connections.open, records every call, can
-be told to fail (429 with Retry-After, or any Slack error), and serves a websocket that speaks
-Socket Mode (hello, envelopes, acks).
+chat.postMessage, chat.update, conversations.open (a DM with a user), oauth.v2.access and
+apps.connections.open, records every call, can be told to fail (429 with Retry-After, or any
+Slack error), and serves a websocket that speaks Socket Mode (hello, envelopes, acks).
 
 Messages are held to Slack's documented limits: no text and no blocks is `no_text`; more than 50
 blocks, a section's text over 3,000 characters, more than 25 elements in an actions block, a
@@ -292,6 +292,17 @@ class FakeSlack:
         if sum(len(text) for text in _block_texts(blocks)) > self.blocks_text_limit:
             return "msg_blocks_too_long"
         return None
+
+    def _conversations_open(self, params: dict[str, Any], token: str | None, request: web.Request) -> dict[str, Any]:
+        """The DM channel with a user: `D` and the user id after its first letter, one per user."""
+        if self._team(token) is None:
+            return {"ok": False, "error": "invalid_auth"}
+        users = str(params.get("users") or "")
+        if not users or "," in users:
+            return {"ok": False, "error": "users_list_not_supplied" if not users else "not_implemented"}
+        if not users.startswith(("U", "W")):
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "channel": {"id": "D" + users[1:]}}
 
     def _chat_update(self, params: dict[str, Any], token: str | None, request: web.Request) -> dict[str, Any]:
         if self._team(token) is None:
