@@ -27,6 +27,7 @@ from convoflow.adapters.host.cli import parser, run_server
 from convoflow.adapters.host.loader import load_bot
 from convoflow.adapters.telegram.channel import SECRET_HEADER
 from convoflow.stores import Store, open_store
+from tests.support.api_harness import wait_ready
 from tests.support.convoflow_process import ConvoflowProcess
 from tests.support.fake_slack import FakeSlack
 from tests.support.fake_telegram import TOKEN, FakeTelegram, message, private_chat
@@ -159,7 +160,8 @@ def test_hostile_requests_to_both_webhooks_in_this_process(
                                     "--host", "127.0.0.1", "--port", str(port)])
         stop = asyncio.Event()
         server = asyncio.create_task(run_server(args, settings_for(telegram, slack), load_bot("guessbot"), stop))
-        await wait_ready(f"http://127.0.0.1:{port}", server)
+        async with aiohttp.ClientSession() as http:
+            await wait_ready(http, f"http://127.0.0.1:{port}", server)
         return Target(f"http://127.0.0.1:{port}", open_store(store_url, read_only=True), telegram, slack), stop, server
 
     target, stop, server = run(loop, start)
@@ -211,18 +213,3 @@ def test_hostile_requests_to_both_webhooks_of_a_real_process(loop: asyncio.Abstr
 def log_records(log: str) -> list[str]:
     """The process's log lines, each with the traceback lines that follow it."""
     return re.split(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", log)
-
-
-async def wait_ready(url: str, server: asyncio.Task[None]) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(1800):
-            if server.done():
-                server.result()
-            try:
-                async with http.get(url + "/healthz?ready=1") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("the server did not become ready")
