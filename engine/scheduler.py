@@ -103,21 +103,23 @@ class Scheduler:
 
         limit = self.batch
         while True:
+            # One look at the index serves both: what is due now, and the soonest due next.
             now = self.engine.clock.now()
-            found = await self.engine.store.due(self.engine.app, now, limit=limit)
+            looked = await self.engine.store.due(self.engine.app, now + self.poll_seconds, limit=limit)
+            found = [session for session in looked
+                     if session.due is not None and (self.wanted is None or self.wanted(session.key))]
+            later = [session.due for session in found if session.due is not None and session.due > now]
+            self._soonest = later[0] if later else None
             todo = [session for session in found
-                    if session.due is not None and (session.key, session.due) not in tried
-                    and (self.wanted is None or self.wanted(session.key))]
+                    if session.due is not None and session.due <= now and (session.key, session.due) not in tried]
             if not todo:
-                if len(found) < limit or limit >= MAX_LOOK_PAST:
+                if later or len(looked) < limit or limit >= MAX_LOOK_PAST:
                     break
                 limit *= 2  # the soonest are others' to fire (or failed to): look past them
                 continue
             random.shuffle(todo)
             tried.update((session.key, session.due) for session in todo if session.due is not None)
             fired += sum(await asyncio.gather(*(fire(session) for session in todo)))
-        upcoming = await self.engine.store.due(self.engine.app, self.engine.clock.now() + self.poll_seconds, limit=1)
-        self._soonest = upcoming[0].due if upcoming else None
         return fired
 
     def _heard(self, due: float) -> None:

@@ -39,6 +39,8 @@ class Played:
     play: Play | None = None
     """The play suspended after it, to keep for the next turn."""
     changes: dict[str, Any] = field(default_factory=dict)
+    taken: bool = False
+    """A wait took the turn's arrival (an event a flow waited for, say)."""
 
     def discard(self) -> None:
         if self.play is not None:
@@ -119,7 +121,7 @@ class TimedTurns:
                 mailbox.keep_event(signal, now)
                 return Played("kept", session.state, [], changes=wakeups.mailbox_fields(mailbox))
             played = await self._played(session, signal, fresh=False)
-            if played.outcome != "failed" and not (played.play.arrivals.taken if played.play else True):
+            if played.outcome != "failed" and not played.taken:
                 played.outcome = "kept"
             return await self._then_queued(session, played)
         return await self._started(session, incoming)
@@ -201,7 +203,7 @@ class TimedTurns:
         outcome: Outcome = "timed_out" if play.timed_out else "finished" if done else "restarted" if play.mismatch else "ok"
         changes = {**wakeups.mailbox_fields(play.mailbox),
                    **wakeups.schedule(play, not done, session, self.clock.now(), self.idle_timeout)}
-        return Played(outcome, state, messages, None if done else play, changes)
+        return Played(outcome, state, messages, None if done else play, changes, play.arrivals.taken)
 
     def _play_of(self, session: Session, spec: Any) -> Play:
         """A play of a new conversation with the dialog `spec` names (None: the bot's own)."""

@@ -344,3 +344,21 @@ def test_a_bot_with_a_malformed_idle_policy_is_refused_with_its_setting_named(
                    "    yield send_message('hi')\n\n" + settings + "\n")
     with pytest.raises(BotMisconfigured, match=message):
         load_bot(str(bot))
+
+
+@dialog()
+def short_wait() -> Any:
+    from convoflow import wait_for_event
+
+    try:
+        yield wait_for_event("paid", timeout=60)
+    except TimedOut:
+        yield send_message("gave up")
+
+
+async def test_an_event_after_a_deadline_that_has_not_fired_yet_is_kept_not_delivered(store: Store) -> None:
+    h = harness(short_wait, store, 10_000)
+    await h.say("hi")
+    h.clock.advance(61)  # the timeout is due, not fired yet: it comes first, and ends the flow
+    outcome = await h.engine.signal(h.key(), "paid", {}, "late-1", deliver=h.deliver)
+    assert outcome.status == "kept" and h.texts() == ["gave up"]
