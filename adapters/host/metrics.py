@@ -6,7 +6,7 @@ channels' own tallies, the Engine's delivery and the HTTP app (`on_unhandled`)."
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, AsyncIterator, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -140,3 +140,7 @@ class MeteredStore:
         finally:
             self.metrics.round_trips.labels(operation).inc()
             self.metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
+
+    def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
+        return self.store.scan(app, batch)
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, AsyncIterator, Protocol
 
 from convoflow.messages import SessionKey
 from convoflow.types import JSON, StateDict
@@ -157,3 +157,9 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
+        """Every session of `app`, in key order, read `batch` at a time: a streaming read, so any
+        number of sessions passes through in bounded memory (what `convoflow check` replays).
+        Sessions committed meanwhile may or may not be seen. Never writes."""
+        ...

@@ -4,6 +4,7 @@ so it accepts and returns exactly what the persistent stores do."""
 from __future__ import annotations
 
 import json
+from typing import AsyncIterator
 
 from convoflow.messages import SessionKey
 from convoflow.stores.base import Conflict, Session
@@ -59,3 +60,9 @@ class MemoryStore:
 
     async def close(self) -> None:
         pass
+
+    async def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
+        for key in sorted(key for key in self._records if key.app == app):
+            text = self._records.get(key)
+            if text is not None:  # not deleted meanwhile
+                yield Session.from_record(json.loads(text))

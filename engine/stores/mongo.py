@@ -27,7 +27,7 @@ import asyncio
 import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Union
@@ -341,6 +341,19 @@ class MongoStore:
     def _where(self) -> str:
         return f"MongoDB store {self.database.name}.{self.collection.name}"
 
+
+    async def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
+        # Page by _id, each page one bounded query: no cursor is held open between pages.
+        after = ""
+        while True:
+            with self._operation("reading sessions", None):
+                cursor = self.collection.find({"_id": {"$gt": after}, "app": app}).sort("_id", pymongo.ASCENDING).limit(batch)
+                documents = [document async for document in cursor]
+            for document in documents:
+                yield self._session(document)
+            if len(documents) < batch:
+                return
+            after = documents[-1]["_id"]
 
 def _client_and_database(target: Any) -> tuple[Any, Any]:
     """(client, None) for a client, (None, database) for a database; TypeError for anything else."""

@@ -18,7 +18,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -322,6 +322,22 @@ class SQLiteStore:
         )
         return [_session(row) for row in rows]
 
+
+    async def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
+        # Page by key (the primary key's order), one short read each: no read transaction stays
+        # open across pages, so writers and checkpoints carry on meanwhile.
+        after = ""
+        while True:
+            page = await self._call(self._scan_page, app, after, batch)
+            for session in page:
+                yield session
+            if len(page) < batch:
+                return
+            after = str(page[-1].key)
+
+    def _scan_page(self, app: str, after: str, batch: int) -> list[Session]:
+        rows = self._connection().execute(f"{_SELECT} WHERE key > ? AND app = ? ORDER BY key LIMIT ?", (after, app, batch))
+        return [_session(row) for row in rows]
 
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
