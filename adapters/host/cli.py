@@ -29,6 +29,7 @@ from convoflow.adapters.host.outside import add_outside_commands, run_outside_co
 from convoflow.adapters.host.serve import ListenFailed, scheduler_for, serve
 from convoflow.adapters.host.starts import Starter
 from convoflow.adapters.host.sessions import describe, listing
+from convoflow.adapters.host.kit import add_kit_commands, is_kit_command, run_kit_command
 
 DEFAULT_STORE = "sqlite:///convoflow.db"
 DEFAULT_PORT = 8080
@@ -187,6 +188,7 @@ def parser() -> argparse.ArgumentParser:
     show = views.add_parser("show", parents=[store], help="show one session: where it waits, its record, its outbox")
     show.add_argument("key", help="session key PARTITION/APP, as printed by `sessions list`")
     add_outside_commands(commands, store)
+    add_kit_commands(commands, views, store)
     return root
 
 
@@ -314,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup_logging(getattr(args, "log_level", None) or "WARNING", "text",
                           [env[name] for name in SECRET_SETTINGS if env.get(name)])
             return asyncio.run(outside_command(args, env))
+        if is_kit_command(args):
+            return run_kit_command(args, lambda: configured_store(args, env, read_only=True))
         return asyncio.run(show_sessions(args, env))
     except KeyboardInterrupt:
         print()
