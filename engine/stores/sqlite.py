@@ -336,7 +336,9 @@ class SQLiteStore:
             after = str(page[-1].key)
 
     def _scan_page(self, app: str, after: str, batch: int) -> list[Session]:
-        rows = self._connection().execute(f"{_SELECT} WHERE key > ? AND app = ? ORDER BY key LIMIT ?", (after, app, batch))
+        # `+app`: walk the primary key from `after` (each page costs its own rows), not the app index
+        # (which would sort all of the app's rows for every page)
+        rows = self._connection().execute(f"{_SELECT} WHERE key > ? AND +app = ? ORDER BY key LIMIT ?", (after, app, batch))
         return [_session(row) for row in rows]
 
 @contextmanager
