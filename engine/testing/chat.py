@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
@@ -77,6 +78,7 @@ class Chat:
         self.lines: list[str] = []
         """The conversation so far, in the transcript format."""
         self._ids = itertools.count(1)
+        self._run = uuid.uuid4().hex[:8]  # ids unique across chats on one store (a seen id is a duplicate)
         self._turn: list[Reply] = []
         self._session: Session | None = None
         self._ended_shown = False
@@ -213,7 +215,7 @@ class Chat:
         self._turn.append(reply)
 
     def _id(self, kind: str) -> str:
-        return f"{CHANNEL}:{kind}:{next(self._ids)}"
+        return f"{CHANNEL}:{self._run}:{kind}:{next(self._ids)}"
 
     def _story(self, problem: str) -> str:
         shown = "\n".join(f"  {line}" for line in self.lines) or "  (nothing yet)"
