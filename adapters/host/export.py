@@ -22,13 +22,14 @@ def history_of(session: Session, bot: str) -> dict[str, Any]:
         "at": session.updated, "due": session.due, "idle_at": session.idle_at,
         "inbox": list(session.inbox), "events": list(session.events),
     }
-    return {"bot": bot, "turns": [turn]}
+    return {"bot": bot, "key": str(session.key), "turns": [turn]}
 
 
 def history_text(history: dict[str, Any]) -> str:
     """One turn per line, as tests/histories/record.py writes them (a diff shows turns)."""
     turns = ",\n".join(f"  {json.dumps(turn)}" for turn in history["turns"])
-    return f'{{"bot": {json.dumps(history["bot"])}, "turns": [\n{turns}\n]}}\n'
+    key = f', "key": {json.dumps(history["key"])}' if "key" in history else ""
+    return f'{{"bot": {json.dumps(history["bot"])}{key}, "turns": [\n{turns}\n]}}\n'
 
 
 async def export_session(store: Store, key_text: str, bot: str | None, output: str | None) -> int:

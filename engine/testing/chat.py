@@ -18,11 +18,12 @@ from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
 from convoflow.clock import ManualClock
-from convoflow.messages import VIA, Incoming, Media, Message, Reply, SessionKey, Text
+from convoflow.messages import VIA, Incoming, IncomingKind, Media, Message, Reply, SessionKey, Text
 from convoflow.scheduler import Scheduler
 from convoflow.stores import Store, open_store
 from convoflow.stores.base import Session
 from convoflow.turns import Engine, TurnOutcome
+from convoflow.types import JSON
 from convoflow.values import decode
 from convoflow.testing.bots import bot_under_test
 from convoflow.testing.lines import DONE, bot_lines, event_line, said, wait_line, you, you_press, you_send
@@ -70,7 +71,7 @@ class Chat:
                              idle_timeout=found.idle_timeout, on_idle=found.on_idle,
                              max_live=0 if replay_every_turn else 10_000, on_turn=self._outcomes.append)
         self.key = SessionKey(f"{CHANNEL}:{user}", self.engine.app)
-        self.address = {VIA: CHANNEL, "user": user}
+        self.address: dict[str, JSON] = {VIA: CHANNEL, "user": user}
         self.scheduler = Scheduler(self.engine, self._deliver, wanted=self.key.__eq__)
         self.raise_errors = raise_errors
         self.messages: list[Message] = []
@@ -98,7 +99,7 @@ class Chat:
 
     async def say(self, text: str) -> Replies:
         """Send `text` (a `/command` as a command); returns the replies of that turn."""
-        kind = "command" if text.strip().startswith("/") else "text"
+        kind: IncomingKind = "command" if text.strip().startswith("/") else "text"
         incoming = Incoming(self.key, self._id("msg"), kind, text, user=self.key.partition, address=self.address)
         return await self._act(you(text), lambda: self.engine.handle(incoming, self._deliver))
 

@@ -21,7 +21,7 @@ from convoflow.testing.chat import Chat, Replies
 try:
     from pytest_asyncio import fixture as async_fixture
 except ImportError:  # pragma: no cover - without pytest-asyncio the fixture closes nothing itself
-    async_fixture = None
+    async_fixture = None  # type: ignore[assignment]
 
 
 def _factory(made: list[Chat]) -> Callable[..., Chat]:
