@@ -60,7 +60,7 @@ async def test_check_on_a_stored_bot_tells_safe_deploys_from_breaking_ones(store
 
     unchanged = check(tmp_path / "v1" / f"{app}.py", url, mark=mark)
     assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
-    assert f"convoflow check {app}: 4 live sessions replayed" in unchanged.stdout
+    assert unchanged.stdout.startswith(f"{app}: 4 live sessions replayed with the current code\n")
     assert "main 1.0: 4 sessions\n  4 continue unchanged" in unchanged.stdout
 
     reordered = check(write_quiz(tmp_path / "v2", "reordered", app), url, mark=mark)

@@ -1,5 +1,5 @@
 """Transcript tests: the format, and `convoflow test BOT PATH...` run for real on every example
-bot's transcripts in tests/transcripts/ (named after their bot: `signup.txt`, `signup_declined.txt`)."""
+bot's transcripts, in tests/transcripts/<bot>/."""
 
 from __future__ import annotations
 
@@ -22,18 +22,18 @@ def convoflow(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def transcripts_of(bot: str) -> list[Path]:
-    return sorted(p for p in TRANSCRIPTS.glob("*.txt") if p.stem == bot or p.stem.startswith(f"{bot}_"))
+    return sorted((TRANSCRIPTS / bot).glob("*.txt"))
 
 
 def test_every_example_bot_has_transcripts() -> None:
     assert all(transcripts_of(bot) for bot in BOTS), [bot for bot in BOTS if not transcripts_of(bot)]
-    assert sorted(TRANSCRIPTS.glob("*.txt")) == sorted(p for bot in BOTS for p in transcripts_of(bot))
+    assert sorted(TRANSCRIPTS.rglob("*.txt")) == sorted(p for bot in BOTS for p in transcripts_of(bot))
 
 
 @pytest.mark.parametrize("bot", BOTS)
 def test_convoflow_test_passes_the_transcripts_of_every_example_bot(bot: str) -> None:
     files = transcripts_of(bot)
-    ran = convoflow("test", f"bots/{bot}.py", *map(str, files))
+    ran = convoflow("test", f"bots/{bot}.py", f"tests/transcripts/{bot}/")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert [line.split()[0] for line in ran.stdout.splitlines()[:-1]] == ["PASS"] * len(files)
     assert ran.stdout.splitlines()[-1] == f"{len(files)} passed, 0 failed"
@@ -48,9 +48,9 @@ def test_a_folder_of_transcripts_runs_each(tmp_path: Path) -> None:
 
 
 def test_a_failing_transcript_shows_a_diff_and_exits_1(tmp_path: Path) -> None:
-    changed = (TRANSCRIPTS / "signup.txt").read_text().replace("bot: Your email address?", "bot: Your e-mail?")
+    changed = (TRANSCRIPTS / "signup" / "signup.txt").read_text().replace("bot: Your email address?", "bot: Your e-mail?")
     (tmp_path / "signup.txt").write_text(changed)
-    ran = convoflow("test", "signup", str(tmp_path / "signup.txt"), str(TRANSCRIPTS / "signup_declined.txt"))
+    ran = convoflow("test", "signup", str(tmp_path / "signup.txt"), str(TRANSCRIPTS / "signup" / "declined.txt"))
     assert ran.returncode == 1
     assert f"FAIL {tmp_path / 'signup.txt'}" in ran.stdout
     assert "-bot: Your e-mail?\n+bot: Your email address?\n" in ran.stdout
@@ -86,7 +86,7 @@ def test_a_malformed_transcript_is_refused_naming_its_line(tmp_path: Path, text:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert convoflow("test", "menu", str(tmp_path / "missing.txt")).returncode == 2
     assert convoflow("test", "menu", str(tmp_path)).returncode == 2  # a folder without transcripts
-    assert convoflow("test", "nosuchbot", str(TRANSCRIPTS / "menu.txt")).returncode == 2
+    assert convoflow("test", "nosuchbot", str(TRANSCRIPTS / "menu" / "menu.txt")).returncode == 2
     assert convoflow("test", "menu").returncode == 2
 
 
@@ -115,7 +115,7 @@ def test_the_format_reads_continuations_durations_events_and_media() -> None:
 
 
 async def test_run_transcript_in_a_test_and_its_failure_message() -> None:
-    passed = await run_transcript("dragons", TRANSCRIPTS / "dragons.txt")
+    passed = await run_transcript("dragons", TRANSCRIPTS / "dragons" / "dragons.txt")
     passed.check()
     wrong = Transcript.parse("you: hi\nbot: Hello, dragon slayer!\n", "wrong.txt")
     failed = await run_transcript("dragons", wrong)

@@ -105,7 +105,7 @@ class Report:
                              "failed": reasons(g.failed, "error")} for g in self._ordered()]}
 
     def as_text(self) -> str:
-        lines = [f"convoflow check {self.bot}: {self.sessions} live session{_s(self.sessions)} replayed"]
+        lines = [f"{self.bot}: {self.sessions} live session{_s(self.sessions)} replayed with the current code"]
         for group in self._ordered():
             lines.append(f"{group.dialog} {group.version}: {group.sessions} session{_s(group.sessions)}")
             lines.append(f"  {group.unchanged} continue unchanged")
