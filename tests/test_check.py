@@ -114,12 +114,17 @@ async def test_check_a_sample_and_usage_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
-async def run_check(store: Store, variant: str) -> tuple[int, str]:
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def run_check(store: Store, variant: str, progress: io.StringIO | None = None) -> tuple[int, str]:
     out = io.StringIO()
     args = argparse.Namespace(sample=None, json=False)
     stdout, sys.stdout = sys.stdout, out
     try:
-        code = await check_command(args, store, quiz_bot(variant), progress=io.StringIO())
+        code = await check_command(args, store, quiz_bot(variant), progress=progress or io.StringIO())
     finally:
         sys.stdout = stdout
     return code, out.getvalue()
@@ -132,8 +137,12 @@ async def test_check_on_the_memory_store(tmp_path: Path) -> None:
     await fill(store, quiz_bot("unchanged"))
     code, text = await run_check(store, "unchanged")
     assert code == 0 and "4 continue unchanged" in text
-    code, text = await run_check(store, "reordered")
+    terminal, piped = Terminal(), io.StringIO()
+    code, text = await run_check(store, "reordered", terminal)
     assert code == 1 and all(f"      {key.format(app='quiz')}\n" in text for key in BROKEN)
+    assert terminal.getvalue() == "\rchecked 4 sessions, 3 would break\n"  # progress only on a terminal
+    await run_check(store, "reordered", piped)
+    assert piped.getvalue() == ""
     code, text = await run_check(store, "bumped")
     assert code == 0 and "4 restart as intended (a version bump)" in text
     code, text = await run_check(store, "raising")
