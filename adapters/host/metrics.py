@@ -143,4 +143,3 @@ class MeteredStore:
 
     def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
         return self.store.scan(app, batch)
-

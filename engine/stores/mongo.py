@@ -341,7 +341,6 @@ class MongoStore:
     def _where(self) -> str:
         return f"MongoDB store {self.database.name}.{self.collection.name}"
 
-
     async def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
         # Page by _id, each page one bounded query: no cursor is held open between pages.
         after = ""
@@ -354,6 +353,7 @@ class MongoStore:
             if len(documents) < batch:
                 return
             after = documents[-1]["_id"]
+
 
 def _client_and_database(target: Any) -> tuple[Any, Any]:
     """(client, None) for a client, (None, database) for a database; TypeError for anything else."""

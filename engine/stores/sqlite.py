@@ -322,7 +322,6 @@ class SQLiteStore:
         )
         return [_session(row) for row in rows]
 
-
     async def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
         # Page by key (the primary key's order), one short read each: no read transaction stays
         # open across pages, so writers and checkpoints carry on meanwhile.
@@ -340,6 +339,7 @@ class SQLiteStore:
         # (which would sort all of the app's rows for every page)
         rows = self._connection().execute(f"{_SELECT} WHERE key > ? AND +app = ? ORDER BY key LIMIT ?", (after, app, batch))
         return [_session(row) for row in rows]
+
 
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
