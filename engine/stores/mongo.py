@@ -342,18 +342,21 @@ class MongoStore:
         return f"MongoDB store {self.database.name}.{self.collection.name}"
 
     async def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
-        # Page by _id, each page one bounded query: no cursor is held open between pages.
-        after = ""
-        while True:
-            with self._operation("reading sessions", None):
-                cursor = self.collection.find({"_id": {"$gt": after}, "app": app}).sort("_id", pymongo.ASCENDING).limit(batch)
-                documents = [document async for document in cursor]
-            for document in documents:
-                yield self._session(document)
-            if len(documents) < batch:
-                return
-            after = documents[-1]["_id"]
-
+        # One cursor walking the _id index (hinted: no sort in memory, and an _id never moves, so
+        # a session updated meanwhile is not met twice), fetched `batch` documents at a time, each
+        # fetch bounded by `timeout` on its own rather than the whole scan.
+        cursor = self.collection.find({"app": app}).sort("_id", pymongo.ASCENDING).hint([("_id", pymongo.ASCENDING)])
+        cursor = cursor.batch_size(batch)
+        try:
+            while True:
+                with self._operation("reading sessions", None):
+                    documents = await cursor.to_list(batch)
+                if not documents:
+                    return
+                for document in documents:
+                    yield self._session(document)
+        finally:
+            await cursor.close()
 
 def _client_and_database(target: Any) -> tuple[Any, Any]:
     """(client, None) for a client, (None, database) for a database; TypeError for anything else."""
