@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from convoflow.checks import check_session
 from convoflow.stores import MemoryStore, Store, open_store
-from convoflow.testing import Chat
-from convoflow.adapters.host.check import check_command
+from convoflow.testing import Chat, Transcript
+from convoflow.adapters.host.check import Report, check_command
+from convoflow.adapters.host.loader import load_bot
 from tests.support.quiz_variants import ANSWERS, quiz_bot, write_quiz
 
 BROKEN = ["test:b/{app}", "test:c/{app}", "test:d/{app}"]
@@ -150,3 +152,25 @@ async def test_check_on_the_memory_store(tmp_path: Path) -> None:
     assert "  3 continue unchanged\n  1 raise: ValueError: invalid literal for int() with base 10: 'M'\n" \
            "      test:d/quiz\n      | Traceback" in text
     assert not (tmp_path / "notified.txt").exists()
+
+
+@pytest.mark.parametrize("bot", sorted(p.name for p in (Path(__file__).parent / "transcripts").iterdir()))
+async def test_every_example_bot_checks_unchanged_at_every_point_of_its_transcripts(bot: str) -> None:
+    # Sessions left at each step of each transcript, checked against the same code: all carry on.
+    store = MemoryStore()
+    live = 0
+    for path in sorted((Path(__file__).parent / "transcripts" / bot).glob("*.txt")):
+        steps = Transcript.read(path).steps
+        for upto in range(1, len(steps) + 1):
+            async with Chat(f"bots/{bot}.py", store, user=f"{path.stem}-{upto}") as chat:
+                for action, _ in steps[:upto]:
+                    await action.play(chat)
+                live += not chat.done
+    loaded = load_bot(f"bots/{bot}.py")
+    report = Report(loaded.app)
+    async for session in store.scan(loaded.app):
+        if session.running:
+            report.add(await check_session(session, loaded.dialog, loaded.fallback))
+    assert report.sessions == live > 0
+    assert [(g.sessions, g.unchanged, g.broken) for g in report.groups.values()] == [
+        (g.sessions, g.sessions, 0) for g in report.groups.values()]
