@@ -113,8 +113,12 @@ def slack_channel(runner: TurnRunner, store: Store, env: Mapping[str, str]) -> C
         except ValueError as error:
             raise ConfigError(f"SLACK_CLIENT_ID is set: {error}") from None
         oauth = SlackOAuth(client_id, client_secret, installs, states, scopes, redirect_uri or None)
-    return SlackChannel(runner, signing_secret=signing_secret or None, bot_token=bot_token or None,
-                        app_token=app_token or None, api_url=api_url or None, oauth=oauth)
+    command = env.get("SLACK_COMMAND", "").strip()
+    try:
+        return SlackChannel(runner, signing_secret=signing_secret or None, bot_token=bot_token or None,
+                            app_token=app_token or None, api_url=api_url or None, oauth=oauth, command=command or None)
+    except ValueError as error:  # the one setting the channel checks itself
+        raise ConfigError(f"SLACK_COMMAND: {error}") from None
 
 
 SERVER_CHANNELS: dict[str, ChannelBuilder] = {"telegram": telegram_channel, "slack": slack_channel}
