@@ -270,7 +270,7 @@ def _media(files: list[dict[str, Any]], caption: str) -> list[Media]:
     """Every shared file, the message's text as the first one's caption: `source` is its
     `url_private` (downloadable with the bot token), or its file id when Slack withholds the
     file's details."""
-    found = []
+    found: list[Media] = []
     for file in files:
         source = _field(file, "url_private", str) or _field(file, "id", str)
         if source:
