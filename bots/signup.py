@@ -55,6 +55,7 @@ def main():
 
 @dialog()
 def help_dialog():
+    """What this form asks, and how to stop"""
     yield send_message("This form signs you up in five questions: name, age, email, plan, and a "
                        "final check. Nothing is saved until you confirm. /cancel stops, /start begins again.")
     # returning nothing resumes the form: its pending question is asked again
@@ -62,6 +63,7 @@ def help_dialog():
 
 @dialog()
 def confirm_cancel():
+    """Stop signing up"""
     stop = yield ask("Stop signing up? What you entered is dropped.",
                      choices=[Option("Yes, stop", True), Option("No, go on", False)])
     if stop:
