@@ -154,6 +154,9 @@ class TelegramChannel:
             self._requests.append(AiohttpRequest(2, read_timeout=5.0))
             builder = builder.get_updates_request(self._requests[1])
         self.application = builder.updater(None).build()  # polling is ours: see polling.py
+        # "typing..." goes out past the rate limiter: it is no message, and must never delay one
+        self._unlimited = Bot(token, base_url=f"{root}/bot", base_file_url=f"{root}/file/bot",
+                              request=self._requests[0], get_updates_request=self._requests[-1])
         self._ready = False
         self._poller: Poller | None = None
         if webhook_secret and not self.webhook_url:
@@ -279,7 +282,7 @@ class TelegramChannel:
             where["message_thread_id"] = incoming.address["thread_id"]
 
         async def attempt(committed: Callable[[], None]) -> None:
-            shown = asyncio.create_task(typing(self.bot, where))
+            shown = asyncio.create_task(typing(self._unlimited, where))
             edited = False
 
             def done() -> None:
