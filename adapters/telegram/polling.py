@@ -66,11 +66,7 @@ class Poller:
                 log.info("getUpdates failed: %s", error)
                 failures += 1
             else:
-                failures = 0 if not updates else failures
-                if updates and not await self._batch(updates):
-                    failures += 1
-                else:
-                    failures = 0
+                failures = 0 if not updates or await self._batch(updates) else failures + 1
             if failures:
                 await asyncio.sleep(REFETCH_PAUSES[min(failures, len(REFETCH_PAUSES)) - 1])
 
