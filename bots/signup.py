@@ -1,4 +1,5 @@
-"""A signup form: buttons, typed answers and validation with `ask`.
+"""A signup form: buttons, typed answers and validation with `ask`; `/help` (or "help") mid-form
+shows help and asks the pending question again, `/cancel` asks before it stops.
 
     convoflow run bots/signup.py
 """
@@ -50,3 +51,25 @@ def main():
     else:
         yield send_message("No problem, nothing was saved. Send /start to begin again.")
     return {"name": name, "age": age, "email": email, "plan": plan, "confirmed": confirmed}
+
+
+@dialog()
+def help_dialog():
+    """What this form asks, and how to stop"""
+    yield send_message("This form signs you up in five questions: name, age, email, plan, and a "
+                       "final check. Nothing is saved until you confirm. /cancel stops, /start begins again.")
+    # returning nothing resumes the form: its pending question is asked again
+
+
+@dialog()
+def confirm_cancel():
+    """Stop signing up"""
+    stop = yield ask("Stop signing up? What you entered is dropped.",
+                     choices=[Option("Yes, stop", True), Option("No, go on", False)])
+    if stop:
+        yield send_message("Okay, stopped. Send /start to begin again.")
+        return "cancel"
+    return "resume"
+
+
+interrupts = {"/help": help_dialog, "help": help_dialog, "/cancel": confirm_cancel}

@@ -28,6 +28,7 @@ from convoflow.clock import Clock, SystemClock
 from convoflow.delivery import Deliver, Delivery, DeliveryFailed, Route, reply_of
 from convoflow.dialogs import BaseDialog, resolve
 from convoflow.durations import seconds_of
+from convoflow.interrupts import Handler, InterruptTurns, Interrupts
 from convoflow.mailbox import KEEP_EVENTS_SECONDS
 from convoflow.messages import Incoming, Reply, SessionKey, Text, channel_of, message_to_dict
 from convoflow.player import Play
@@ -86,7 +87,7 @@ class Conversation:
     longer be answered. (A change further down is found only by replaying.)"""
 
 
-class Engine(TimedTurns):
+class Engine(TimedTurns, InterruptTurns):
     """Runs one conversation (`dialog_factory()` gives its top dialog) for every session.
 
     `fallback` runs before a session restarts because the code changed under it. `commands` map
@@ -99,6 +100,10 @@ class Engine(TimedTurns):
     conversation waiting `idle_timeout` for the user (or an event) ends, after `on_idle` runs; an
     event no wait took is kept `keep_events` seconds; event and start ids are remembered
     `remember_ids` seconds (at least a day).
+
+    `interrupts` maps commands or exact texts (case-insensitive) to `@dialog` functions that run
+    mid-flow and then resume, cancel or restart it (convoflow.interrupts); they override
+    `commands` of the same text.
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class Engine(TimedTurns):
         on_idle: Callable[[], BaseDialog[Any]] | None = None,
         keep_events: float = KEEP_EVENTS_SECONDS,
         remember_ids: float = wakeups.REMEMBER_IDS_SECONDS,
+        interrupts: Mapping[str, Handler] | None = None,
     ) -> None:
         self.dialog_factory = dialog_factory
         self.store = store
@@ -141,6 +147,7 @@ class Engine(TimedTurns):
         self.keep_events = keep_events
         self.remember_ids = max(remember_ids, wakeups.REMEMBER_IDS_SECONDS)
         self._due_listeners: list[Callable[[float], None]] = []
+        self.interrupts = Interrupts.of(self.commands, interrupts)
 
     async def handle(
         self, incoming: Incoming, deliver: Deliver | None = None, on_committed: Callable[[], None] | None = None,
@@ -335,18 +342,16 @@ class Engine(TimedTurns):
         """Play the turn: the outcome, the state and replies to commit, the play to keep live, and
         the session's other changes (its due time, mailbox, queue)."""
         if incoming.kind in ("timer", "event", "start"):
-            return await self._timed_turn(session, incoming)
-        command = self.commands.get(incoming.text.split()[0]) if incoming.kind == "command" and incoming.text.strip() else None
-        if command == "cancel":
-            ended = Played("cancelled", None, [Text(self.cancel_reply)], changes={"due": None, "idle_at": None, "inbox": ()})
-            return await self._then_queued(session, ended)
+            return self._kept_interrupted(session, incoming, await self._timed_turn(session, incoming))
         if incoming.button is not None:
             found, answer = _button_answer(session, incoming.button)
             if not found:
                 return Played("ok", session.state, [Text(self.expired_button_reply)])
             incoming = replace(incoming, value=answer, button=None)
-        fresh = command == "restart" or not session.running
-        return await self._then_queued(session, await self._played(session, incoming.response, fresh))
+        interrupted = await self._interrupted_turn(session, incoming)  # /start, /cancel, the bot's interrupts
+        if interrupted is not None:
+            return interrupted
+        return await self._then_queued(session, await self._played(session, incoming.response, not session.running))
 
     def _play_for(self, session: Session, fresh: bool) -> Play:
         """The suspended play of this very revision if it is in memory, else one that replays."""

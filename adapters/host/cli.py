@@ -114,8 +114,12 @@ def slack_channel(runner: TurnRunner, store: Store, env: Mapping[str, str]) -> C
         except ValueError as error:
             raise ConfigError(f"SLACK_CLIENT_ID is set: {error}") from None
         oauth = SlackOAuth(client_id, client_secret, installs, states, scopes, redirect_uri or None)
-    return SlackChannel(runner, signing_secret=signing_secret or None, bot_token=bot_token or None,
-                        app_token=app_token or None, api_url=api_url or None, oauth=oauth)
+    command = env.get("SLACK_COMMAND", "").strip()
+    try:
+        return SlackChannel(runner, signing_secret=signing_secret or None, bot_token=bot_token or None,
+                            app_token=app_token or None, api_url=api_url or None, oauth=oauth, command=command or None)
+    except ValueError as error:  # the one setting the channel checks itself
+        raise ConfigError(f"SLACK_COMMAND: {error}") from None
 
 
 SERVER_CHANNELS: dict[str, ChannelBuilder] = {"telegram": telegram_channel, "slack": slack_channel}
@@ -228,7 +232,7 @@ def log_format(args: argparse.Namespace, env: Mapping[str, str]) -> LogFormat:
 async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
     store = configured_store(args, env)
     try:
-        engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, idle_timeout=bot.idle_timeout, on_idle=bot.on_idle)
+        engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, idle_timeout=bot.idle_timeout, on_idle=bot.on_idle, interrupts=bot.interrupts)
         console = ConsoleChannel(TurnRunner(engine), session=args.session)
         # the console session's timers fire while it runs (and those due meanwhile, when it resumes)
         timers = asyncio.create_task(scheduler_for(engine, [console], only=console.key).run(), name="timers")
@@ -251,7 +255,7 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot,
     store = MeteredStore(opened, metrics)
     try:
         engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=metrics.on_turn,
-                        idle_timeout=bot.idle_timeout, on_idle=bot.on_idle)
+                        idle_timeout=bot.idle_timeout, on_idle=bot.on_idle, interrupts=bot.interrupts)
         runner = TurnRunner(engine)
         channels = [SERVER_CHANNELS[name](runner, opened, env) for name in names]
         registry.register(ChannelDeliveries(channels))

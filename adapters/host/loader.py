@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import convoflow.bots as bundled_bots
 from convoflow.dialogs import BaseDialog, is_dialog
 from convoflow.durations import seconds_of
+from convoflow.interrupts import Handler, Interrupts
 from convoflow.renamed import current_path
 
 DEFAULT_DIALOG = "main"
@@ -23,7 +24,8 @@ class BotNotFound(Exception):
 
 
 class BotMisconfigured(BotNotFound):
-    """A setting in the bot's module is malformed (`idle_timeout`, `on_idle`); the message names it."""
+    """A setting in the bot's module is malformed (`idle_timeout`, `on_idle`, `interrupts`); the
+    message names it."""
 
 
 class BotImportFailed(BotNotFound):
@@ -44,6 +46,8 @@ class Bot:
     dialogs: Mapping[str, Callable[..., BaseDialog[Any]]] = field(default_factory=dict)
     """The module's own @dialog functions by name: those a conversation the bot starts may run
     (`convoflow start --dialog`, `POST /conversations`)."""
+    interrupts: Mapping[str, Handler] = field(default_factory=dict)
+    """The module's `interrupts`: commands or texts mapped to the @dialog functions they run mid-flow."""
 
 
 def load_bot(spec: str) -> Bot:
@@ -64,7 +68,20 @@ def load_bot(spec: str) -> Bot:
     app = stem if dialog_name == DEFAULT_DIALOG else f"{stem}.{dialog_name}"
     idle_timeout, on_idle = _idle_policy(module, target)
     return Bot(app=app, dialog=found, fallback=fallback if is_dialog(fallback) else None,
-               idle_timeout=idle_timeout, on_idle=on_idle, dialogs=dict(sorted(dialogs.items())))
+               idle_timeout=idle_timeout, on_idle=on_idle, dialogs=dict(sorted(dialogs.items())),
+               interrupts=_interrupts(module, target))
+
+
+def _interrupts(module: ModuleType, target: str) -> Mapping[str, Handler]:
+    """The module's `interrupts` mapping, checked (keys non-empty texts, values @dialog functions)."""
+    raw = getattr(module, "interrupts", None)
+    if raw is None:
+        return {}
+    try:
+        Interrupts.of({}, raw)
+    except (TypeError, ValueError) as error:
+        raise BotMisconfigured(f"{error} (in {target})") from None
+    return dict(raw)
 
 
 def _idle_policy(module: ModuleType, target: str) -> tuple[float | None, Callable[[], BaseDialog[Any]] | None]:

@@ -12,6 +12,10 @@ not commit at all: Slack delivers it again. So an update is never acknowledged b
 in the store, and a process that dies mid-turn leaves it to Slack's redelivery. Slack's retries and
 the same message arriving as both `app_mention` and `message.*` carry one incoming id (see
 convoflow.adapters.slack.events), so the Engine processes them once.
+
+A slash command (`/guessbot help`; any command of the app, or only `command` when given) reaches
+the same commands and interrupt handlers as typed ones, in the user's DM with the app; it is
+acknowledged once its turn has committed, within Slack's 3 seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import re
 import time
 from dataclasses import replace
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -38,15 +42,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from convoflow.delivery import Deliver, Undeliverable
 from convoflow.messages import VIA, Incoming, Reply, SessionKey
-from convoflow.turn_runner import TurnRunner
+from convoflow.turn_runner import TurnRunner, Work
 from convoflow.types import JSON
 
 from convoflow.adapters.channel import BadAddress
 
 from convoflow.adapters.sent_parts import Deliveries
 from convoflow.adapters.slack.events import (
-    MalformedPayload, UnreadableBody, Workspace, bolt_request_for, from_action, from_message, partition, readable,
-    signed, update_id,
+    MalformedPayload, UnreadableBody, Workspace, bolt_request_for, from_action, from_command, from_message,
+    partition, readable, signed, update_id,
 )
 from convoflow.adapters.slack.installs import find_bot
 from convoflow.adapters.slack.oauth import INSTALL_PATH, REDIRECT_PATH, SlackOAuth, oauth_app
@@ -59,6 +63,10 @@ log = logging.getLogger("convoflow.slack")
 SLACK_API_URL = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
 _SLACK_ID = re.compile(r"[A-Z0-9]{2,40}")
+COMMAND_PATTERN = re.compile(r"/[a-z0-9_-]{1,31}")
+"""What Slack takes as a slash command's name (lowercase, no spaces)."""
+COMMAND_ELSEWHERE = "Use this command in a direct message with the app, or mention the app in a channel."
+COMMAND_FAILED = "Sorry, that did not go through. Please try again."
 
 
 class SlackChannel:
@@ -78,11 +86,15 @@ class SlackChannel:
         api_url: str | None = None,
         oauth: SlackOAuth | None = None,
         rate_limit_retries: int = 2,
+        command: str | None = None,
     ) -> None:
         if (bot_token is None) == (oauth is None):
             raise ValueError("SlackChannel needs either a bot token (one workspace) or OAuth settings (installs)")
         if not signing_secret and not app_token:
             raise ValueError("SlackChannel needs a signing secret (Events API over HTTP) or an app token (Socket Mode)")
+        if command is not None and not COMMAND_PATTERN.fullmatch(command):
+            raise ValueError(f"the slash command {command!r} must be / and up to 31 lowercase letters, digits, - or _")
+        self.command = command
         self.runner = runner
         self.signing_secret = signing_secret or None
         self.app_token = app_token or None
@@ -234,6 +246,7 @@ class SlackChannel:
         app.event("message")(self._on_message)
         app.event("app_mention")(self._on_message)
         app.action(ACTION_PATTERN)(self._on_click)
+        app.command(self.command or re.compile(r"/.*"))(self._on_command)
         # Events the app is subscribed to but convoflow has no use for are acknowledged and dropped
         # (an unanswered event is retried by Slack, and too many failures disable the subscription).
         app.event(re.compile(".*"))(_ignore)
@@ -248,8 +261,41 @@ class SlackChannel:
         # A thread reply without a mention is for the bot only while a conversation runs in that
         # thread (the store says so, which holds across processes; once it has ended, a mention
         # starts it again).
-        return await self._turn(_addressed(translated.incoming, workspace), self._deliverer(context.client),
-                                only_if_running=translated.in_thread)
+        deliver = self._deliverer(context.client)
+        work = self._turns([_addressed(i, workspace) for i in (translated.incoming, *translated.more)], deliver,
+                           only_if_running=translated.in_thread)
+        if await self.runner.answer(work):
+            return None
+        return BoltResponse(status=503, body="not processed; deliver again")
+
+    def _turns(self, updates: list[Incoming], deliver: Deliver, only_if_running: bool) -> Work:
+        """The turns of one event, in order (a share of several files is one update per file):
+        committed once the last one has."""
+        works = [self.runner.turn(update, deliver, only_if_running=only_if_running) for update in updates]
+        if len(works) == 1:
+            return works[0]
+
+        async def attempt(committed: Callable[[], None]) -> None:
+            for work in works[:-1]:
+                await work.attempt(lambda: None)
+            await works[-1].attempt(committed)
+
+        return Work(works[0].label, attempt)
+
+    async def _on_command(self, ack: Any, command: dict[str, Any], context: AsyncBoltContext) -> None:
+        """A slash command: acknowledged once its turn has committed (Bolt answers Slack when this
+        returns), with a short note when it could not be taken."""
+        workspace = _workspace(context)
+        try:
+            incoming = from_command(command, workspace, self.runner.engine.app, self.runner.engine.interrupts.commands)
+        except MalformedPayload as error:
+            log.warning("slash command refused: %s", error)
+            incoming = None
+        if incoming is None:
+            await ack(text=COMMAND_ELSEWHERE)
+            return
+        work = self.runner.turn(_addressed(incoming, workspace), self._deliverer(context.client))
+        await (ack() if await self.runner.answer(work) else ack(text=COMMAND_FAILED))
 
     async def _on_click(self, ack: Any, body: dict[str, Any], context: AsyncBoltContext) -> BoltResponse | None:
         await ack()  # the answer Bolt sends when this returns None

@@ -10,8 +10,10 @@ Slack signs it, then be JSON or form data (else 400), then hold a payload Bolt a
 read, with the types Slack sends (else it is acknowledged unhandled).
 
 Incoming ids are `slack:<team>:<channel>:<ts>` for messages (the same whether Slack delivers the
-message as `app_mention` or as `message.*`, and on every retry) and `slack:<team>:<channel>:<action_ts>`
-for button clicks, so the Engine's seen ids drop every repeat, in any process.
+message as `app_mention` or as `message.*`, and on every retry; a share's second and later files
+add `:<n>`), `slack:<team>:<channel>:<action_ts>` for button clicks and
+`slack:<team>:<channel>:command:<trigger_id>` for slash commands, so the Engine's seen ids drop
+every repeat, in any process.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from typing import Any, Collection, Mapping, TypeVar
 from urllib.parse import parse_qsl
 
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -79,6 +81,9 @@ class Translated:
     in_thread: bool
     """A message in a channel thread without a mention: a turn only while a conversation runs in
     that thread."""
+    more: tuple[Incoming, ...] = ()
+    """The second and later files of a share of several, each an update of its own after `incoming`
+    (as Telegram delivers an album: one message per photo)."""
 
 
 def partition(workspace: Workspace, channel: str, thread: str | None = None) -> str:
@@ -186,13 +191,35 @@ def from_message(event: dict[str, Any], workspace: Workspace, app: str) -> Trans
     text = unescape(_without_mention(text, workspace.bot_user)).strip()
     kind: IncomingKind = "command" if text.startswith("/") else "text"
     media = _media(files, text)
-    if media is not None:
+    if media:
         kind = "media"
-    incoming = Incoming(
-        SessionKey(key, app), f"slack:{workspace.team or '-'}:{channel}:{ts}", kind, text,
-        user=user, address=address, media=media,
-    )
-    return Translated(incoming, in_thread)
+    update = f"slack:{workspace.team or '-'}:{channel}:{ts}"
+    incoming = Incoming(SessionKey(key, app), update, kind, text, user=user, address=address,
+                        media=media[0] if media else None)
+    more = tuple(Incoming(SessionKey(key, app), f"{update}:{n}", "media", "", user=user, address=address, media=m)
+                 for n, m in enumerate(media[1:], 2))
+    return Translated(incoming, in_thread, more)
+
+
+def from_command(fields: Mapping[str, Any], workspace: Workspace, app: str, commands: Collection[str]) -> Incoming | None:
+    """A slash command (`/guessbot help`) in a direct message with the app as an update: its first
+    word names one of the bot's `commands` (`/help`), or it is the text typed (`/guessbot 5`
+    answers 5); with no text it is `/start`. None outside a DM (a conversation in a channel
+    starts with a mention). Raises MalformedPayload for ids that are not Slack's."""
+    user, channel, trigger = _id(fields, "user_id"), _id(fields, "channel_id"), _id(fields, "trigger_id")
+    text = (_field(fields, "text", str) or "").strip()
+    if not (user and channel and trigger) or not channel.startswith("D"):
+        return None
+    word, _, rest = text.partition(" ")
+    named = "/" + word.lstrip("/").casefold()
+    if not text:
+        text = "/start"
+    elif named in commands:
+        text = f"{named} {rest.strip()}".strip()
+    kind: IncomingKind = "command" if text.startswith("/") else "text"
+    return Incoming(SessionKey(partition(workspace, channel), app),
+                    f"slack:{workspace.team or '-'}:{channel}:command:{trigger}", kind, text,
+                    user=user, address={"channel": channel})
 
 
 def from_action(body: dict[str, Any], workspace: Workspace, app: str) -> Incoming | None:
@@ -239,17 +266,17 @@ def _without_mention(text: str, bot_user: str | None) -> str:
     return re.sub(rf"<@{re.escape(bot_user)}(\|[^>]*)?>", "", text) if bot_user else text
 
 
-def _media(files: list[dict[str, Any]], caption: str) -> Media | None:
-    """The first shared file: `source` is its `url_private` (downloadable with the bot token),
-    or its file id when Slack withholds the file's details."""
-    if not files:
-        return None
-    first = files[0]
-    source = _field(first, "url_private", str) or _field(first, "id", str)
-    if not source:
-        return None
-    kind: MediaKind = "image" if (_field(first, "mimetype", str) or "").startswith("image/") else "file"
-    return Media(kind, source, caption)
+def _media(files: list[dict[str, Any]], caption: str) -> list[Media]:
+    """Every shared file, the message's text as the first one's caption: `source` is its
+    `url_private` (downloadable with the bot token), or its file id when Slack withholds the
+    file's details."""
+    found: list[Media] = []
+    for file in files:
+        source = _field(file, "url_private", str) or _field(file, "id", str)
+        if source:
+            kind: MediaKind = "image" if (_field(file, "mimetype", str) or "").startswith("image/") else "file"
+            found.append(Media(kind, source, "" if found else caption))
+    return found
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:

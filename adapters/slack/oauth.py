@@ -22,10 +22,10 @@ INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 DEFAULT_SCOPES = (
     "app_mentions:read", "chat:write", "im:history", "channels:history", "groups:history", "mpim:history",
-    "files:read", "im:write",
+    "files:read", "im:write", "commands",
 )
 """Bot scopes asked for on install: read mentions, DMs and thread replies, post, see shared files,
-open a DM with a user (a conversation the bot starts)."""
+open a DM with a user (a conversation the bot starts), take slash commands."""
 CHECKED_TOKENS = 10_000
 """Bot tokens whose auth.test answer is remembered."""
 

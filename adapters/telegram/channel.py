@@ -3,10 +3,14 @@
 Two ways in. Webhook mode (a webhook URL is given): Telegram posts updates to
 `POST /telegram/webhook` on our server, each checked against the webhook secret and answered 2xx
 once its turn has committed (its replies go out after), so a crash or a store outage makes
-Telegram deliver it again. Polling mode (no URL): PTB's updater long-polls `getUpdates`, and each
-fetched update is taken through with retries (Telegram will not send it again). Either way the
-shared TurnRunner (convoflow.turn_runner) runs the turns; updates of different chats run
-concurrently, and the Engine keeps each session's updates in order.
+Telegram deliver it again. Polling mode (no URL): `polling.py` long-polls `getUpdates` and
+confirms an update's offset only once its turn has committed, so an update whose turn did not
+commit is fetched again. Either way the shared TurnRunner (convoflow.turn_runner) runs the turns;
+updates of different chats run concurrently, and the Engine keeps each session's updates in order.
+
+Around the conversation (`touches.py`): the bot's commands and interrupt commands are registered
+with setMyCommands at start-up, a pressed question's keyboard is replaced by the choice made, and
+the chat shows "typing..." while a turn runs longer than about a second.
 
 Replies go out through PTB's bot with its AIORateLimiter (which also waits out 429 RetryAfter)
 over one aiohttp session. A user who blocked the bot, or a chat that is gone, ends the reply as
@@ -31,14 +35,16 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from aiohttp import web
-from telegram import Bot, Update
+from telegram import Bot, CallbackQuery, Update
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application
 from telegram.warnings import PTBUserWarning
 
 from convoflow.adapters.channel import BadAddress, StartFailed
 from convoflow.adapters.sent_parts import Deliveries
+from convoflow.adapters.telegram.polling import Poller
 from convoflow.adapters.telegram.render import render
+from convoflow.adapters.telegram.touches import chosen_edit, menu, typing
 from convoflow.adapters.telegram.request import AiohttpRequest
 from convoflow.adapters.telegram.updates import (
     BotIdentity, MalformedUpdate, Migration, UnreadableBody, parse_update, partition, translate,
@@ -64,7 +70,7 @@ DEFAULT_API_URL = "https://api.telegram.org"
 ACK_SECONDS = 30.0
 """How long a webhook call waits for its turn's commit before it is answered 503 (Telegram awaits an
 answer for about a minute, and holds the chat's later updates while it retries)."""
-RAW_SENDS_WARNING = r"Please use 'Bot\.send_(message|photo|document)'"
+RAW_SENDS_WARNING = r"Please use 'Bot\.(send_(message|photo|document)|editMessage(Text|ReplyMarkup))'"
 """Replies go out through `Bot.do_api_request`, which returns the raw answer: the typed send_*
 methods would parse each answer into a Message nobody reads (a fifth of a turn's CPU). PTB warns
 towards the typed methods; for these sends the raw call is meant."""
@@ -144,14 +150,15 @@ class TelegramChannel:
                 max_retries=options.retry_after_retries,
             ))
         )
-        if self.webhook_url:
-            builder = builder.updater(None)
-        else:
+        if not self.webhook_url:
             self._requests.append(AiohttpRequest(2, read_timeout=5.0))
             builder = builder.get_updates_request(self._requests[1])
-        self.application = builder.build()
+        self.application = builder.updater(None).build()  # polling is ours: see polling.py
+        # "typing..." goes out past the rate limiter: it is no message, and must never delay one
+        self._unlimited = Bot(token, base_url=f"{root}/bot", base_file_url=f"{root}/file/bot",
+                              request=self._requests[0], get_updates_request=self._requests[-1])
         self._ready = False
-        self._consumer: asyncio.Task[None] | None = None
+        self._poller: Poller | None = None
         if webhook_secret and not self.webhook_url:
             log.warning("a webhook secret is set but no webhook URL: polling, the secret is unused")
 
@@ -181,6 +188,7 @@ class TelegramChannel:
         self._ready = True
         allowed = ["message", "callback_query", *(["edited_message"] if self.options.edited_messages else [])]
         try:
+            await self._register_commands()
             if self.webhook_url:
                 try:
                     await self.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret.decode(),
@@ -190,15 +198,21 @@ class TelegramChannel:
                                       "webhook_url") from error
                 log.info("webhook set for @%s", self.identity.username)
                 return
-            updater = self.application.updater
-            assert updater is not None
-            await updater.start_polling(timeout=int(self.options.poll_timeout), allowed_updates=allowed)  # deletes any webhook first
+            self._poller = Poller(self.bot, self._through, self.options.poll_timeout, allowed)
+            await self._poller.start()  # deletes any webhook first
         except BaseException:
             self._ready = False
             await self.application.shutdown()
             raise
-        self._consumer = asyncio.create_task(self._consume(), name="telegram-updates")
         log.info("polling for @%s", self.identity.username)
+
+    async def _register_commands(self) -> None:
+        """The command menu: the Engine's commands and the bot's interrupt commands."""
+        commands = menu(self.runner.engine.interrupts.handlers)
+        try:
+            await self.bot.set_my_commands(commands)
+        except TelegramError as error:  # the menu is a courtesy: the bot works without it
+            log.warning("setMyCommands failed: %s", error)
 
     async def _close_requests(self) -> None:
         """PTB shuts its requests down only once initialized: after a failed start, we do."""
@@ -208,16 +222,12 @@ class TelegramChannel:
     async def stop(self) -> None:
         """Stop taking updates, finish the turns in flight (every polled update included)."""
         self._ready = False
-        updater = self.application.updater
-        if updater is not None and updater.running:
-            await updater.stop()  # also tells Telegram which updates were fetched
-        if self._consumer is not None:
-            self._consumer.cancel()
-            self._consumer = None
-            queue = self.application.update_queue
-            while not queue.empty():
-                self._take(queue.get_nowait())
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            await poller.stop()
         await self.runner.drain()
+        if poller is not None:
+            await poller.confirm()  # tells Telegram which updates have committed
         await self.application.shutdown()
 
     async def open(self, to: str) -> tuple[SessionKey, dict[str, JSON]]:
@@ -256,29 +266,57 @@ class TelegramChannel:
             self.runner.spawn(self._answer(update.callback_query.id))
         found = translate(update, self.identity, self.runner.engine.app, self.options.edited_messages)
         if isinstance(found, Incoming):
-            return self.runner.turn(replace(found, address={VIA: self.name, **found.address}), self.send)
+            work = self.runner.turn(replace(found, address={VIA: self.name, **found.address}), self.send)
+            return self._touched(work, found, update.callback_query)
         if isinstance(found, Migration):
             return Work(f"migration of chat {found.old_chat} to {found.new_chat}",
                         lambda committed: self._migrate(found, committed))
         log.debug("update %s ignored: %s", update.update_id, found.reason)
         return None
 
-    async def _consume(self) -> None:
-        queue = self.application.update_queue
-        while True:
-            self._take(await queue.get())
+    def _touched(self, work: Work, incoming: Incoming, query: CallbackQuery | None) -> Work:
+        """The turn, with "typing..." shown while it runs past a second, and once it has
+        committed a pressed question's keyboard replaced by the choice made."""
+        where: dict[str, Any] = {"chat_id": incoming.address["chat_id"]}
+        if incoming.address.get("thread_id") is not None:
+            where["message_thread_id"] = incoming.address["thread_id"]
 
-    def _take(self, update: object) -> None:
-        """A polled update (Telegram has it as delivered already): taken through with retries."""
-        if not isinstance(update, Update):
+        async def attempt(committed: Callable[[], None]) -> None:
+            shown = asyncio.create_task(typing(self._unlimited, where))
+            edited = False
+
+            def done() -> None:
+                nonlocal edited
+                shown.cancel()
+                committed()
+                if query is not None and not edited:
+                    edited = True
+                    self.runner.spawn(self._show_choice(query))
+
+            try:
+                await work.attempt(done)
+            finally:
+                shown.cancel()
+
+        return Work(work.label, attempt)
+
+    async def _show_choice(self, query: CallbackQuery) -> None:
+        edit = chosen_edit(query)
+        if edit is None:
             return
         try:
+            await self.bot.do_api_request(edit[0], api_kwargs=edit[1])
+        except TelegramError as error:  # too old to edit, edited already, deleted: the answer stands
+            log.debug("%s after a press: %s", edit[0], error)
+
+    async def _through(self, update: Update) -> bool:
+        """A polled update taken through its turn: True once committed (or nothing to do)."""
+        try:
             work = self._work(update)
-        except MalformedUpdate as error:
+        except MalformedUpdate as error:  # retrying cannot help: confirmed
             log.warning("polled update refused: %s", error)
-            return
-        if work is not None:
-            self.runner.take(work)
+            return True
+        return work is None or await self.runner.answer(work, within=ACK_SECONDS)
 
     async def _answer(self, query_id: str) -> None:
         try:

@@ -1,7 +1,8 @@
 """A loopback fake of the Telegram Bot API, and builders of realistic updates.
 
 The fake answers what python-telegram-bot calls (getMe, sendMessage, sendPhoto, sendDocument,
-answerCallbackQuery, setWebhook, deleteWebhook, getUpdates), records every call with its decoded
+answerCallbackQuery, setWebhook, deleteWebhook, getUpdates, setMyCommands, sendChatAction,
+editMessageText, editMessageReplyMarkup), records every call with its decoded
 parameters, and can be told to fail (429 with retry_after, 403 blocked, 5xx; all calls of a method
 or only those `matching` a test) or to hold a chat's sends until released. It refuses, as Telegram
 does (400), what breaks the Bot API's documented limits: a text that is empty or over 4,096 UTF-16
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -28,7 +30,7 @@ USERNAME = "guess_bot"
 BOT_USER = {"id": BOT_ID, "is_bot": True, "first_name": "Guess", "username": USERNAME}
 
 JSON_FIELDS = {"reply_markup", "reply_parameters", "allowed_updates", "entities", "caption_entities",
-               "link_preview_options"}
+               "link_preview_options", "commands"}
 INT_FIELDS = {"chat_id", "message_thread_id", "offset", "limit", "timeout", "message_id", "max_connections",
               "cache_time"}
 BOOL_FIELDS = {"drop_pending_updates", "show_alert", "disable_notification", "protect_content"}
@@ -235,6 +237,21 @@ class FakeTelegram:
 
     async def _api_answerCallbackQuery(self, params: dict[str, Any]) -> bool:
         return True
+
+    async def _api_setMyCommands(self, params: dict[str, Any]) -> bool:
+        for command in params.get("commands", []):
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", command["command"]) or not 1 <= len(command["description"]) <= 256:
+                raise web.HTTPBadRequest(text="Bad Request: BOT_COMMAND_INVALID")
+        return True
+
+    async def _api_sendChatAction(self, params: dict[str, Any]) -> bool:
+        return True
+
+    async def _api_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {**self._message(params), "message_id": params["message_id"], "text": params["text"]}
+
+    async def _api_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {**self._message(params), "message_id": params["message_id"], "text": "…"}
 
     async def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         return {**self._message(params), "text": params["text"]}

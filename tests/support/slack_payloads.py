@@ -120,3 +120,15 @@ def block_actions(posted: Call, index: int, *, user: str = "W222", team: str = "
 
 def form_body(payload: dict[str, Any]) -> str:
     return urlencode({"payload": json.dumps(payload)})
+
+
+def slash_command(text: str, *, command: str = "/guessbot", user: str = "W222", channel: str = "D111",
+                  team: str = "T111") -> str:
+    """The form body Slack posts for a slash command (`/guessbot help`)."""
+    n = next(_numbers)
+    return urlencode({
+        "token": "legacy-verification-token", "team_id": team, "team_domain": "acme", "channel_id": channel,
+        "channel_name": "directmessage" if channel.startswith("D") else "general", "user_id": user,
+        "user_name": "ann", "command": command, "text": text, "api_app_id": APP_ID, "is_enterprise_install": "false",
+        "response_url": f"https://hooks.slack.test/commands/{team}/{n}/x", "trigger_id": f"{n}.1726133700.a1b2c3d4{n}",
+    })

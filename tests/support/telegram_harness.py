@@ -85,6 +85,7 @@ async def start_bot(
     if isinstance(dialog, str):
         loaded = load_bot(dialog)
         dialog, app = loaded.dialog, app or loaded.app
+        engine_options.setdefault("interrupts", loaded.interrupts)
     fake = await FakeTelegram().start()
     runner = TurnRunner(Engine(dialog, store or MemoryStore(), app=app, **engine_options), retry_delays=retry_delays)
     channel = TelegramChannel(
