@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 
 from convoflow.messages import SessionKey
 from convoflow.turn_runner import TurnRunner
-from convoflow.turns import Engine
 from convoflow.stores import Store, StoreError, open_store
 
 from convoflow.adapters.channel import Channel, StartFailed, routed
@@ -232,7 +231,7 @@ def log_format(args: argparse.Namespace, env: Mapping[str, str]) -> LogFormat:
 async def run_console(args: argparse.Namespace, env: Mapping[str, str], bot: Bot) -> None:
     store = configured_store(args, env)
     try:
-        engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, idle_timeout=bot.idle_timeout, on_idle=bot.on_idle, interrupts=bot.interrupts)
+        engine = bot.engine(store)
         console = ConsoleChannel(TurnRunner(engine), session=args.session)
         # the console session's timers fire while it runs (and those due meanwhile, when it resumes)
         timers = asyncio.create_task(scheduler_for(engine, [console], only=console.key).run(), name="timers")
@@ -254,8 +253,7 @@ async def run_server(args: argparse.Namespace, env: Mapping[str, str], bot: Bot,
     opened = configured_store(args, env)
     store = MeteredStore(opened, metrics)
     try:
-        engine = Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=metrics.on_turn,
-                        idle_timeout=bot.idle_timeout, on_idle=bot.on_idle, interrupts=bot.interrupts)
+        engine = bot.engine(store, on_turn=metrics.on_turn)
         runner = TurnRunner(engine)
         channels = [SERVER_CHANNELS[name](runner, opened, env) for name in names]
         registry.register(ChannelDeliveries(channels))

@@ -14,6 +14,8 @@ import convoflow.bots as bundled_bots
 from convoflow.dialogs import BaseDialog, is_dialog
 from convoflow.durations import seconds_of
 from convoflow.interrupts import Handler, Interrupts
+from convoflow.stores import Store
+from convoflow.turns import Engine
 from convoflow.renamed import current_path
 
 DEFAULT_DIALOG = "main"
@@ -48,6 +50,11 @@ class Bot:
     (`convoflow start --dialog`, `POST /conversations`)."""
     interrupts: Mapping[str, Handler] = field(default_factory=dict)
     """The module's `interrupts`: commands or texts mapped to the @dialog functions they run mid-flow."""
+
+    def engine(self, store: Store, **options: Any) -> Engine:
+        """The Engine that runs this bot on `store` (`options`: the Engine's other keywords)."""
+        return Engine(self.dialog, store, self.fallback, app=self.app, idle_timeout=self.idle_timeout,
+                      on_idle=self.on_idle, interrupts=self.interrupts, **options)
 
 
 def load_bot(spec: str) -> Bot:

@@ -100,7 +100,7 @@ class Starter:
 
 
 def engine_of(bot: Bot, store: Store) -> Engine:
-    return Engine(bot.dialog, store, bot.fallback, app=bot.app, idle_timeout=bot.idle_timeout, on_idle=bot.on_idle, interrupts=bot.interrupts)
+    return bot.engine(store)
 
 
 @asynccontextmanager

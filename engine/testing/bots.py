@@ -3,11 +3,12 @@ what `convoflow run` takes (a bundled example's name, a file path, a module path
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from convoflow.dialogs import BaseDialog, is_dialog
+from convoflow.interrupts import Handler
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,12 @@ class BotUnderTest:
     fallback: Callable[[], BaseDialog[Any]] | None = None
     idle_timeout: float | None = None
     on_idle: Callable[[], BaseDialog[Any]] | None = None
+    interrupts: Mapping[str, Handler] = field(default_factory=dict)
 
 
 def bot_under_test(bot: Any) -> BotUnderTest:
     """The bot `bot` names; a string or module is loaded as `convoflow run` loads it (the module's
-    `main`, `fallback`, `idle_timeout` and `on_idle`)."""
+    `main`, `fallback`, `idle_timeout`, `on_idle` and `interrupts`)."""
     if is_dialog(bot):
         return BotUnderTest(None, bot)
     if isinstance(bot, ModuleType):
@@ -35,6 +37,7 @@ def bot_under_test(bot: Any) -> BotUnderTest:
         bot = load_bot(bot)
     if callable(getattr(bot, "dialog", None)):  # the loader's Bot, or anything shaped like it
         return BotUnderTest(getattr(bot, "app", None), bot.dialog, getattr(bot, "fallback", None),
-                            getattr(bot, "idle_timeout", None), getattr(bot, "on_idle", None))
+                            getattr(bot, "idle_timeout", None), getattr(bot, "on_idle", None),
+                            getattr(bot, "interrupts", {}))
     raise TypeError(f"cannot test {bot!r}: pass a @dialog function, a bot module, or a bot's name or path "
                     "(as `convoflow run` takes it)")

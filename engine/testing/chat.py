@@ -68,7 +68,7 @@ class Chat:
         self._owns_store = isinstance(store, str)
         self._outcomes: list[TurnOutcome] = []
         self.engine = Engine(found.dialog, self.store, found.fallback, app=found.app, clock=self.clock,
-                             idle_timeout=found.idle_timeout, on_idle=found.on_idle,
+                             idle_timeout=found.idle_timeout, on_idle=found.on_idle, interrupts=found.interrupts,
                              max_live=0 if replay_every_turn else 10_000, on_turn=self._outcomes.append)
         self.key = SessionKey(f"{CHANNEL}:{user}", self.engine.app)
         self.address: dict[str, JSON] = {VIA: CHANNEL, "user": user}

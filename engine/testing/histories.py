@@ -51,7 +51,7 @@ async def replay_history(path: str | Path, bot: Any = None) -> int:
     first = turns[0]
     clock = ManualClock(first.get("at") or START)
     engine = Engine(found.dialog, store, found.fallback, app=found.app, clock=clock, idle_timeout=found.idle_timeout,
-                    on_idle=found.on_idle, max_live=0, on_turn=outcomes.append)
+                    on_idle=found.on_idle, interrupts=found.interrupts, max_live=0, on_turn=outcomes.append)
     # the session's own key (a flow may have recorded it), else the one tests/histories/record.py uses
     key = SessionKey.parse(history["key"]) if "key" in history else SessionKey(RECORDER, engine.app)
     await store.commit(Session(key).advanced(

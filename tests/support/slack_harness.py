@@ -26,7 +26,7 @@ def bot_engine(spec: str, store: Store, outcomes: list[str] | None = None) -> En
     """The Engine `convoflow run SPEC` would make; `outcomes` collects every turn's outcome."""
     bot = load_bot(spec)
     on_turn = None if outcomes is None else (lambda turn: outcomes.append(turn.outcome))
-    return Engine(bot.dialog, store, bot.fallback, app=bot.app, on_turn=on_turn, interrupts=bot.interrupts)
+    return bot.engine(store, on_turn=on_turn)
 
 
 @dataclass
