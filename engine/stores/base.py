@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from convoflow.messages import SessionKey
 from convoflow.types import JSON, StateDict
@@ -157,3 +157,15 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    async def log_replies(self, key: SessionKey, entries: Sequence[dict[str, Any]], keep: int) -> None:
+        """Add `entries` (JSON objects, each with an int `seq`) to the session's reply log: what
+        the web channel delivers, for history and for streams held by any replica. An entry whose
+        seq is logged already is left as it was (a reply delivered twice is logged once). Only the
+        entries within the `keep` highest sequence numbers are kept. The log lives beside the
+        session record, so writing it never conflicts with a commit."""
+        ...
+
+    async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """The session's logged replies with seq > `after`, in seq order, at most `limit`. Never writes."""
+        ...

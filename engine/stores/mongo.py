@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 from urllib.parse import parse_qsl, unquote
 
 import bson
@@ -105,6 +105,8 @@ class MongoStore:
         else:
             self.database = client.get_default_database(default=DEFAULT_DATABASE)
         self.collection = self.database.get_collection(collection)
+        self.reply_log = self.database.get_collection(f"{collection}_replies")
+        self._reply_log_indexed = False
         self.ttl = ttl
         self.max_session_bytes = max_session_bytes
         self.timeout = timeout
@@ -340,6 +342,34 @@ class MongoStore:
 
     def _where(self) -> str:
         return f"MongoDB store {self.database.name}.{self.collection.name}"
+
+
+    # --- the reply log (the web channel's delivered replies) -------------------------------------
+
+    async def log_replies(self, key: SessionKey, entries: Sequence[dict[str, Any]], keep: int) -> None:
+        """One document per logged reply in `<collection>_replies`, `_id` "<key>#<seq>": an upsert
+        that only sets fields on insert logs each seq once, whoever delivers it."""
+        self._writable()
+        if not entries:
+            return
+        name = _id_of(key)
+        with self._operation("logging replies", key):
+            if not self._reply_log_indexed:
+                await self.reply_log.create_index([("key", pymongo.ASCENDING), ("seq", pymongo.ASCENDING)], name="key_seq")
+                self._reply_log_indexed = True
+            for entry in entries:
+                seq = int(entry["seq"])
+                await self.reply_log.update_one(
+                    {"_id": f"{name}#{seq}"}, {"$setOnInsert": {"key": name, "seq": seq, "entry": _dumps(entry)}}, upsert=True
+                )
+            top = max(int(entry["seq"]) for entry in entries)
+            await self.reply_log.delete_many({"key": name, "seq": {"$lte": top - keep}})
+
+    async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        with self._operation("reading logged replies", key):
+            cursor = self.reply_log.find({"key": _id_of(key), "seq": {"$gt": after}}).sort("seq", pymongo.ASCENDING).limit(limit)
+            documents = [document async for document in cursor]
+        return [json.loads(document["entry"]) for document in documents]
 
 
 def _client_and_database(target: Any) -> tuple[Any, Any]:
