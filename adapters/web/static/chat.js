@@ -19,6 +19,7 @@
   var mine = {};
   var stream = null;
   var queue = Promise.resolve();
+  var HELLO = "hello";  // the id of the message a first visit sends to begin, never shown
 
   function url(path) { return new URL(path, base).toString(); }
   function pause(ms) { return new Promise(function (done) { setTimeout(done, ms); }); }
@@ -73,12 +74,13 @@
     if (shown[reply.seq]) return;
     shown[reply.seq] = true;
     lastSeq = Math.max(lastSeq, reply.seq);
-    if (reply.said && !mine[reply.turn]) showUser(reply.said);
+    if (reply.said && !mine[reply.turn] && reply.turn !== HELLO) showUser(reply.said);
     var element = bubble("bot", reply.seq);
     if (reply.media === "image") {
       var image = document.createElement("img");
       image.src = reply.source;
       image.alt = reply.caption || "image";
+      image.addEventListener("load", function () { log.scrollTop = log.scrollHeight; });
       element.appendChild(image);
       if (reply.caption) element.appendChild(document.createTextNode(reply.caption));
     } else if (reply.media) {
@@ -104,6 +106,11 @@
       });
       element.appendChild(choices);
     }
+    // only the latest question's buttons answer it: the older ones are shown, but disabled
+    var groups = log.querySelectorAll(".choices");
+    Array.prototype.forEach.call(groups, function (group, index) {
+      Array.prototype.forEach.call(group.querySelectorAll("button"), function (button) { button.disabled = index < groups.length - 1; });
+    });
     log.scrollTop = log.scrollHeight;
   }
 
@@ -174,6 +181,6 @@
     var replies = await loadHistory();
     replies.forEach(render);
     follow();
-    if (!replies.length) send({ text: "/start" }, "", true, "hello");  // a first visit: the bot begins
+    if (!replies.length) send({ text: "/start" }, "", true, HELLO);  // a first visit: the bot begins
   })();
 })();
