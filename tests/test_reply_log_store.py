@@ -68,6 +68,16 @@ class TestReplyLogContract:
         assert await store.load(KEY) == session
         await store.commit(session.advanced(next_seq=4))  # the revision is still the one committed
 
+    async def test_the_latest_logged_seq_of_many_sessions_in_one_query(self, store: Store) -> None:
+        assert await store.latest_logged([KEY, OTHER]) == {}
+        await store.log_replies(KEY, [entry(1), entry(2)], keep=100)
+        await store.log_replies(OTHER, [entry(7)], keep=100)
+        await store.log_replies(SessionKey("web:v3", "guessbot"), [entry(9)], keep=100)
+        assert await store.latest_logged([KEY, OTHER, SessionKey("web:none", "guessbot")]) == {KEY: 2, OTHER: 7}
+        many = [SessionKey(f"web:m{n}", "guessbot") for n in range(1200)]
+        await store.log_replies(many[1100], [entry(4)], keep=100)
+        assert await store.latest_logged([*many, KEY]) == {many[1100]: 4, KEY: 2}
+
     async def test_concurrent_loggers_of_one_session_log_each_seq_once(self, store: Store) -> None:
         await asyncio.gather(*(store.log_replies(KEY, [entry(seq), entry(seq + 1)], keep=100) for seq in range(1, 20)))
         assert [e["seq"] for e in await store.logged_replies(KEY)] == list(range(1, 21))

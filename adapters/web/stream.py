@@ -1,9 +1,11 @@
 """Server-Sent Events of a session's logged replies, following the store.
 
-A stream reads the reply log after the last seq it sent, writes what it finds, and waits: for a
-reply this process logs for the session (at once), or `poll_seconds` (a reply another replica
-logged). So every reply reaches every stream, wherever it was committed. Each event's id is the
-reply's seq: a browser reconnecting sends it back as `Last-Event-ID` and misses nothing.
+A stream reads the reply log after the last seq it sent, writes what it finds, and waits to be
+woken: at once by a reply this process logs for its session, or by the process's one poller, which
+asks the store every `poll_seconds` for the latest seq of every session with a stream open here
+(one query for all of them) and wakes those that moved (a reply another replica logged). So every
+reply reaches every stream, wherever it was committed. Each event's id is the reply's seq: a
+browser reconnecting sends it back as `Last-Event-ID` and misses nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from typing import Any, Callable
 
 from aiohttp import web
 
@@ -24,20 +25,26 @@ from convoflow.adapters.web.payloads import shown
 log = logging.getLogger("convoflow.web")
 
 KEEPALIVE_SECONDS = 15.0
-"""A comment line this often keeps proxies from closing an idle stream."""
+"""A comment line this often keeps proxies from closing an idle stream (and finds departed visitors)."""
 BATCH = 100
 
 
 class Streams:
-    """The open streams of this process, woken when a reply of their session is logged here."""
+    """The open streams of this process, and the poller that wakes them for other replicas' replies."""
 
     def __init__(self, store: Store, poll_seconds: float) -> None:
         self.store = store
         self.poll_seconds = poll_seconds
         self.closing = asyncio.Event()
         self._waiting: defaultdict[SessionKey, set[asyncio.Event]] = defaultdict(set)
+        self._latest: dict[SessionKey, int] = {}
+        """The latest seq each watched session is known to have logged."""
+        self._poller: asyncio.Task[None] | None = None
 
-    def wake(self, key: SessionKey) -> None:
+    def wake(self, key: SessionKey, seq: int | None = None) -> None:
+        """Reply `seq` of `key` was logged (None: something may have been)."""
+        if seq is not None and key in self._waiting:
+            self._latest[key] = max(seq, self._latest.get(key, 0))
         for event in self._waiting.get(key, ()):
             event.set()
 
@@ -50,12 +57,11 @@ class Streams:
             **headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
         })
         await response.prepare(request)
-        woken = asyncio.Event()
-        self._waiting[key].add(woken)
+        woken = self._watch(key)
         try:
             await response.write(b"retry: 1000\n\n")
-            idle = 0.0
-            while not self.closing.is_set() and not _gone(request):
+            while not self.closing.is_set():
+                woken.clear()  # before reading: a reply logged meanwhile wakes the next round
                 try:
                     entries = await self.store.logged_replies(key, after, BATCH)
                 except StoreError as error:
@@ -67,30 +73,53 @@ class Streams:
                     after = entry["seq"]
                 if len(entries) == BATCH:
                     continue
-                if entries:
-                    idle = 0.0
-                elif idle >= KEEPALIVE_SECONDS:
+                if not await _first(woken, self.closing, timeout=KEEPALIVE_SECONDS):
                     await response.write(b": keepalive\n\n")
-                    idle = 0.0
-                waited = await _first(woken.wait, self.closing.wait, timeout=self.poll_seconds)
-                idle += 0.0 if waited else self.poll_seconds
-                woken.clear()
         except ConnectionResetError:  # the visitor left
             pass
         finally:
-            self._waiting[key].discard(woken)
-            if not self._waiting[key]:
-                del self._waiting[key]
+            self._unwatch(key, woken)
         return response
 
+    def _watch(self, key: SessionKey) -> asyncio.Event:
+        woken = asyncio.Event()
+        self._waiting[key].add(woken)
+        self._latest.pop(key, None)  # unknown yet: the poller's first look wakes it, closing any gap
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll(), name="web-streams-poller")
+        return woken
 
-def _gone(request: web.Request) -> bool:
-    return request.transport is None or request.transport.is_closing()
+    def _unwatch(self, key: SessionKey, woken: asyncio.Event) -> None:
+        self._waiting[key].discard(woken)
+        if not self._waiting[key]:
+            del self._waiting[key]
+            self._latest.pop(key, None)
+
+    async def _poll(self) -> None:
+        while self._waiting and not self.closing.is_set():
+            await _first(self.closing, timeout=self.poll_seconds)
+            keys = list(self._waiting)
+            if not keys or self.closing.is_set():
+                continue
+            try:
+                latest = await self.store.latest_logged(keys)
+            except StoreError as error:
+                log.warning("web streams cannot look for new replies: %s", error)
+                continue
+            except Exception:  # noqa: BLE001 - the poller must outlive any one failure
+                log.exception("web streams poller failed")
+                continue
+            for key in keys:
+                seq = latest.get(key, 0)
+                if key in self._waiting and seq != self._latest.get(key):
+                    self._latest[key] = seq
+                    for event in self._waiting[key]:
+                        event.set()
 
 
-async def _first(*waits: Callable[[], Any], timeout: float) -> bool:
-    """Wait for the first of `waits` (at most `timeout` seconds); True when one came."""
-    tasks = [asyncio.ensure_future(wait()) for wait in waits]
+async def _first(*events: asyncio.Event, timeout: float) -> bool:
+    """Wait for the first of `events` to be set (at most `timeout` seconds); True when one was."""
+    tasks = [asyncio.ensure_future(event.wait()) for event in events]
     try:
         done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:

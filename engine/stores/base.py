@@ -169,3 +169,9 @@ class Store(Protocol):
     async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """The session's logged replies with seq > `after`, in seq order, at most `limit`. Never writes."""
         ...
+
+    async def latest_logged(self, keys: Sequence[SessionKey]) -> dict[SessionKey, int]:
+        """The highest logged seq of each of `keys` that has logged replies: one query for any
+        number of sessions (what a process's streams look at to learn of other replicas' replies).
+        Never writes."""
+        ...

@@ -74,3 +74,6 @@ class MemoryStore:
     async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         logged = self._reply_logs.get(key, {})
         return [json.loads(logged[seq]) for seq in sorted(seq for seq in logged if seq > after)[:limit]]
+
+    async def latest_logged(self, keys: Sequence[SessionKey]) -> dict[SessionKey, int]:
+        return {key: max(self._reply_logs[key]) for key in keys if self._reply_logs.get(key)}

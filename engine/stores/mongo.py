@@ -24,6 +24,7 @@ The document of session `partition/app`:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import warnings
@@ -370,6 +371,19 @@ class MongoStore:
             cursor = self.reply_log.find({"key": _id_of(key), "seq": {"$gt": after}}).sort("seq", pymongo.ASCENDING).limit(limit)
             documents = [document async for document in cursor]
         return [json.loads(document["entry"]) for document in documents]
+
+
+    async def latest_logged(self, keys: Sequence[SessionKey]) -> dict[SessionKey, int]:
+        by_id = {_id_of(key): key for key in keys}
+        found: dict[SessionKey, int] = {}
+        with self._operation("looking at logged replies", None):
+            pipeline: list[dict[str, Any]] = [{"$match": {"key": {"$in": list(by_id)}}}, {"$group": {"_id": "$key", "seq": {"$max": "$seq"}}}]
+            cursor = self.reply_log.aggregate(pipeline)
+            if inspect.isawaitable(cursor):  # PyMongo's async client; Motor hands the cursor at once
+                cursor = await cursor
+            async for row in cursor:
+                found[by_id[row["_id"]]] = int(row["seq"])
+        return found
 
 
 def _client_and_database(target: Any) -> tuple[Any, Any]:

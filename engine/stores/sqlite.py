@@ -341,6 +341,25 @@ class SQLiteStore:
     async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         return await self._call(self._logged_replies, str(key), after, limit)
 
+    async def latest_logged(self, keys: Sequence[SessionKey]) -> dict[SessionKey, int]:
+        by_name = {str(key): key for key in keys}
+        found = await self._call(self._latest_logged, list(by_name))
+        return {by_name[name]: seq for name, seq in found.items()}
+
+    def _latest_logged(self, names: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        try:
+            for start in range(0, len(names), 500):  # below SQLite's limit on parameters
+                chunk = names[start:start + 500]
+                rows = self._connection().execute(
+                    f"SELECT key, MAX(seq) FROM reply_log WHERE key IN ({', '.join('?' * len(chunk))}) GROUP BY key", chunk)
+                found.update(rows.fetchall())
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return {}
+            raise
+        return found
+
     def _log_replies(self, key: str, rows: list[tuple[str, int, str]], keep: int) -> None:
         db = self._connection()
         if not self._reply_log_made:  # made on first use: files that never log replies stay as they were
