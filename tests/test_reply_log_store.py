@@ -4,6 +4,8 @@ contract, every backend."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import AsyncIterator
 
 import pytest
 
@@ -18,7 +20,7 @@ OTHER = SessionKey("web:v2", "guessbot")
 
 
 @pytest.fixture(params=STORE_BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     opened: Store = await open_backend(request.param, tmp_path, request)
     yield opened
     await opened.close()
@@ -83,7 +85,7 @@ class TestReplyLogContract:
         assert [e["seq"] for e in await store.logged_replies(KEY)] == list(range(1, 21))
 
 
-async def test_two_sqlite_stores_on_one_file_share_the_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_two_sqlite_stores_on_one_file_share_the_log(tmp_path: Path) -> None:
     """What lets a stream held by one process follow replies another process logs."""
     one, two = SQLiteStore(tmp_path / "shared.db"), SQLiteStore(tmp_path / "shared.db")
     try:
@@ -97,7 +99,7 @@ async def test_two_sqlite_stores_on_one_file_share_the_log(tmp_path) -> None:  #
         await two.close()
 
 
-async def test_a_read_only_sqlite_store_reads_the_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_read_only_sqlite_store_reads_the_log(tmp_path: Path) -> None:
     writer = SQLiteStore(tmp_path / "s.db")
     await writer.commit(Session(KEY).advanced())
     await writer.log_replies(KEY, [entry(1)], keep=10)
