@@ -88,8 +88,9 @@ def incoming(key: SessionKey, message: Posted, user: str | None) -> Incoming:
     if message.button is not None:
         return Incoming(key, update, "button", user=user, address=address, button=message.button)
     text = message.text or ""
-    kind = "command" if text.startswith("/") else "text"
-    return Incoming(key, update, kind, text=text, user=user, address=address)
+    if text.startswith("/"):
+        return Incoming(key, update, "command", text=text, user=user, address=address)
+    return Incoming(key, update, "text", text=text, user=user, address=address)
 
 
 def log_entry(reply: Reply, turn: str | None = None, said: str | None = None) -> dict[str, Any]:
