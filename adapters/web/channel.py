@@ -224,7 +224,7 @@ class WebChannel:
         if reply.key is None:
             raise ValueError(f"web reply {reply.seq} has no session key")
         await self.store.log_replies(reply.key, [entry], self.options.history)
-        self.streams.wake(reply.key, reply.seq)
+        self.streams.pushed(reply.key, entry)
 
     def _json(self, request: web.Request, data: dict[str, Any], status: int = 200) -> web.Response:
         return web.json_response(data, status=status, headers=self.origins.headers(request))

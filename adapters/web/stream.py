@@ -1,7 +1,8 @@
 """Server-Sent Events of a session's logged replies, following the store.
 
 A stream reads the reply log after the last seq it sent, writes what it finds, and waits to be
-woken: at once by a reply this process logs for its session, or by the process's one poller, which
+woken: at once by a reply this process logs for its session (written as it was logged, with no
+read when it follows on what the stream sent), or by the process's one poller, which
 asks the store every `poll_seconds` for the latest seq of every session with a stream open here
 (one query for all of them) and wakes those that moved (a reply another replica logged). So every
 reply reaches every stream, wherever it was committed. Each event's id is the reply's seq: a
@@ -14,6 +15,8 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -29,6 +32,26 @@ KEEPALIVE_SECONDS = 15.0
 BATCH = 100
 
 
+@dataclass
+class Waiter:
+    """One open stream's wake-up: `pushed` holds the replies this process logged for its session
+    since it last looked (written without reading the store when they follow on what it sent);
+    `look` says to read the store (a reply another replica logged, or a gap)."""
+
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    pushed: list[dict[str, Any]] = field(default_factory=list)
+    look: bool = True
+
+    def take(self, after: int) -> list[dict[str, Any]] | None:
+        """The pushed replies to send after seq `after`, or None when the store must be read."""
+        pushed = [entry for entry in self.pushed if entry["seq"] > after]
+        self.pushed = []
+        look, self.look = self.look, False
+        if look or any(entry["seq"] != after + n for n, entry in enumerate(pushed, 1)):
+            return None
+        return pushed
+
+
 class Streams:
     """The open streams of this process, and the poller that wakes them for other replicas' replies."""
 
@@ -36,61 +59,65 @@ class Streams:
         self.store = store
         self.poll_seconds = poll_seconds
         self.closing = asyncio.Event()
-        self._waiting: defaultdict[SessionKey, set[asyncio.Event]] = defaultdict(set)
+        self._waiting: defaultdict[SessionKey, list[Waiter]] = defaultdict(list)
         self._latest: dict[SessionKey, int] = {}
         """The latest seq each watched session is known to have logged."""
         self._poller: asyncio.Task[None] | None = None
 
-    def wake(self, key: SessionKey, seq: int | None = None) -> None:
-        """Reply `seq` of `key` was logged (None: something may have been)."""
-        if seq is not None and key in self._waiting:
-            self._latest[key] = max(seq, self._latest.get(key, 0))
-        for event in self._waiting.get(key, ()):
-            event.set()
+    def pushed(self, key: SessionKey, entry: dict[str, Any]) -> None:
+        """This process logged `entry` for `key`: its streams send it at once."""
+        if key not in self._waiting:
+            return
+        self._latest[key] = max(entry["seq"], self._latest.get(key, 0))
+        for waiter in self._waiting[key]:
+            waiter.pushed.append(entry)
+            waiter.woken.set()
 
     @property
     def open(self) -> int:
-        return sum(len(events) for events in self._waiting.values())
+        return sum(len(waiters) for waiters in self._waiting.values())
 
     async def follow(self, request: web.Request, key: SessionKey, after: int, headers: dict[str, str]) -> web.StreamResponse:
         response = web.StreamResponse(headers={
             **headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
         })
         await response.prepare(request)
-        woken = self._watch(key)
+        waiter = self._watch(key)
         try:
             await response.write(b"retry: 1000\n\n")
             while not self.closing.is_set():
-                woken.clear()  # before reading: a reply logged meanwhile wakes the next round
-                try:
-                    entries = await self.store.logged_replies(key, after, BATCH)
-                except StoreError as error:
-                    log.warning("web stream of %s cannot read its replies: %s", key, error)
-                    entries = []
+                waiter.woken.clear()  # before reading: a reply logged meanwhile wakes the next round
+                entries = waiter.take(after)
+                if entries is None:
+                    try:
+                        entries = await self.store.logged_replies(key, after, BATCH)
+                    except StoreError as error:
+                        log.warning("web stream of %s cannot read its replies: %s", key, error)
+                        waiter.look, entries = True, []
                 for entry in entries:
                     data = json.dumps(shown(entry), separators=(",", ":"))
                     await response.write(f"id: {entry['seq']}\nevent: reply\ndata: {data}\n\n".encode())
                     after = entry["seq"]
                 if len(entries) == BATCH:
                     continue
-                if not await _first(woken, self.closing, timeout=KEEPALIVE_SECONDS):
+                if not await _first(waiter.woken, self.closing, timeout=KEEPALIVE_SECONDS):
                     await response.write(b": keepalive\n\n")
         except ConnectionResetError:  # the visitor left
             pass
         finally:
-            self._unwatch(key, woken)
+            self._unwatch(key, waiter)
         return response
 
-    def _watch(self, key: SessionKey) -> asyncio.Event:
-        woken = asyncio.Event()
-        self._waiting[key].add(woken)
+    def _watch(self, key: SessionKey) -> Waiter:
+        waiter = Waiter()
+        self._waiting[key].append(waiter)
         self._latest.pop(key, None)  # unknown yet: the poller's first look wakes it, closing any gap
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(), name="web-streams-poller")
-        return woken
+        return waiter
 
-    def _unwatch(self, key: SessionKey, woken: asyncio.Event) -> None:
-        self._waiting[key].discard(woken)
+    def _unwatch(self, key: SessionKey, waiter: Waiter) -> None:
+        self._waiting[key].remove(waiter)
         if not self._waiting[key]:
             del self._waiting[key]
             self._latest.pop(key, None)
@@ -113,8 +140,9 @@ class Streams:
                 seq = latest.get(key, 0)
                 if key in self._waiting and seq != self._latest.get(key):
                     self._latest[key] = seq
-                    for event in self._waiting[key]:
-                        event.set()
+                    for waiter in self._waiting[key]:
+                        waiter.look = True
+                        waiter.woken.set()
 
 
 async def _first(*events: asyncio.Event, timeout: float) -> bool:

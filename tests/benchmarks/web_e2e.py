@@ -5,8 +5,11 @@ than the limit); on the memory and SQLite stores, and on two SQLite replicas (po
 streams held by the other, so every push crosses the store).
 
 Each visitor sends its next message when the previous one is answered (a person waiting for the
-bot). messages/s counts answered posts; push latency is from sending a post to the first reply of
-its turn arriving on the visitor's stream.
+bot). messages/s counts answered posts; turn latency is a post's round trip (its turn committed and
+its replies logged); push latency is from that answer to the turn's first reply arriving on the
+visitor's stream (0 when the stream had it first, as it does when it is held by the same process:
+there the push precedes the answer); stream latency is from sending a post to that reply's arrival
+on the stream.
 
     .venv/bin/python tests/benchmarks/web_e2e.py
 """
@@ -73,7 +76,8 @@ async def ready(http: aiohttp.ClientSession, url: str) -> None:
     raise RuntimeError(f"{url} never came up")
 
 
-async def visitor(http: aiohttp.ClientSession, post_url: str, stream_url: str, latencies: list[float]) -> int:
+async def visitor(http: aiohttp.ClientSession, post_url: str, stream_url: str, turns: list[float],
+                  pushes: list[float], streamed: list[float]) -> int:
     async with http.post(post_url + "/web/session", json={}) as response:
         token = (await response.json())["token"]
     arrived: dict[int, float] = {}
@@ -102,12 +106,15 @@ async def visitor(http: aiohttp.ClientSession, post_url: str, stream_url: str, l
                                  json={"token": token, "text": text, "id": uuid.uuid4().hex}) as response:
                 assert response.status == 200, await response.text()
                 replies = (await response.json())["replies"]
+            answered_at = time.perf_counter()
+            turns.append(answered_at - sent)
             answered += 1
             first = replies[0]["seq"]
             if first not in arrived:
                 wanted[first] = asyncio.get_running_loop().create_future()
                 await asyncio.wait_for(wanted[first], 30)
-            latencies.append(arrived[first] - sent)
+            pushes.append(max(0.0, arrived[first] - answered_at))
+            streamed.append(arrived[first] - sent)
     finally:
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)
@@ -126,13 +133,16 @@ async def measure(name: str, store_urls: list[str]) -> None:
         async with aiohttp.ClientSession(connector=connector) as http:
             for url in urls:
                 await ready(http, url)
-            latencies: list[float] = []
+            turns: list[float] = []
+            pushes: list[float] = []
+            streamed: list[float] = []
             started = time.perf_counter()
-            counts = await asyncio.gather(*(visitor(http, urls[0], urls[-1], latencies) for _ in range(VISITORS)))
+            counts = await asyncio.gather(*(visitor(http, urls[0], urls[-1], turns, pushes, streamed) for _ in range(VISITORS)))
             elapsed = time.perf_counter() - started
-        cuts = statistics.quantiles(latencies, n=100)
-        print(f"{name:<22} {sum(counts) / elapsed:8.0f} messages/s   push latency p50 {cuts[49] * 1000:6.1f} ms"
-              f"   p99 {cuts[98] * 1000:7.1f} ms   ({sum(counts)} messages, {VISITORS} visitors)")
+        figures = "   ".join(f"{what} p50 {cuts[49] * 1000:6.1f} ms p99 {cuts[98] * 1000:6.1f} ms" for what, cuts in (
+            ("turn", statistics.quantiles(turns, n=100)), ("push", statistics.quantiles(pushes, n=100)),
+            ("stream", statistics.quantiles(streamed, n=100))))
+        print(f"{name:<30} {sum(counts) / elapsed:6.0f} messages/s   {figures}")
     finally:
         for child in children:
             child.kill()
