@@ -18,6 +18,7 @@ from tests.support.fake_telegram import BOT_ID, TOKEN, FakeTelegram, message, pr
 from tests.support.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
 
 WEBHOOK_SECRET = "all-channels_Secret"
+WEB_SECRET = "all-channels-web-secret-0123"
 START = ["Guess a number between 1 and 10.", "Your guess?"]
 
 
@@ -26,7 +27,7 @@ def all_channel_settings(telegram: FakeTelegram, slack: FakeSlack) -> dict[str, 
         "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": telegram.url,
         "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook", "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SLACK_BOT_TOKEN": slack.teams[0].bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
+        "SLACK_API_URL": slack.api_url, "CONVOFLOW_WEB_SECRET": WEB_SECRET,
     }
 
 
@@ -67,7 +68,7 @@ async def test_one_flow_on_telegram_and_slack_at_once_through_one_process_and_st
         await bot.start()
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{bot.url}/healthz?ready=1") as ready:
-                assert (await ready.json())["channels"] == ["telegram", "slack"]
+                assert (await ready.json())["channels"] == ["telegram", "slack", "web"]
             assert [c.params["url"] for c in telegram.of("setWebhook")] == ["https://bot.example.org/telegram/webhook"]
 
             async def on_telegram(text: str) -> list[str]:

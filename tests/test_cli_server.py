@@ -161,7 +161,7 @@ async def test_readiness_waits_for_the_channels_to_start(slack: FakeSlack, tmp_p
             await wait_until_live(http, bot)  # live (the process serves) ...
             await telegram.wait_for(lambda: telegram.of("getMe"))
             assert await ready(http, bot) == (503, {"status": "unavailable", "reason": "channels not started",
-                                                    "channels": ["telegram", "slack"]})  # ... but not ready
+                                                    "channels": ["telegram", "slack", "web"]})  # ... but not ready
             telegram.answer_get_me.set()
             assert (await bot.wait_ready())["status"] == "ok"
         assert await bot.stop() == 0

@@ -220,12 +220,12 @@ async def test_the_compose_bot_command_starts_with_the_env_example_filled_in(
     )
     if channel == "all":
         settings.update(SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_BOT_TOKEN=slack.teams[0].bot_token,
-                        SLACK_API_URL=slack.api_url)
+                        SLACK_API_URL=slack.api_url, CONVOFLOW_WEB_SECRET="compose-web-secret-0123456")
     bot = ConvoflowProcess(tmp_path / "bot.log", *command, settings=settings)
     try:
         assert command == ["guessbot", "--channel", channel]
         await bot.launch()
-        assert (await bot.wait_ready())["channels"] == (["telegram"] if channel == "telegram" else ["telegram", "slack"])
+        assert (await bot.wait_ready())["channels"] == (["telegram"] if channel == "telegram" else ["telegram", "slack", "web"])
         [(_, check)] = instructions("HEALTHCHECK")
         path = re.search(r"%s(/\w+)", check)
         assert path is not None

@@ -1,5 +1,6 @@
-"""Fuzzing both webhooks of `convoflow run guessbot --channel all` with hostile requests: realistic
-Telegram updates and Slack payloads mutated by hypothesis, signed or not (tests/support/hostile.py).
+"""Fuzzing both webhooks and the web chat's routes of `convoflow run guessbot --channel all` with
+hostile requests: realistic Telegram updates, Slack payloads and web chat posts mutated by
+hypothesis, signed or not (tests/support/hostile.py).
 
 Every request gets the status the one status table gives it (never a 5xx other than 503), a
 refused or unhandled request changes nothing in the store, every unhandled one is counted in
@@ -31,11 +32,12 @@ from tests.support.api_harness import wait_ready
 from tests.support.convoflow_process import ConvoflowProcess
 from tests.support.fake_slack import FakeSlack
 from tests.support.fake_telegram import TOKEN, FakeTelegram, message, private_chat
-from tests.support.hostile import Hostile, slack_requests, telegram_requests
+from tests.support.hostile import Hostile, slack_requests, telegram_requests, web_requests
 from tests.support.mongo_server import free_port
 from tests.support.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
 
 WEBHOOK_SECRET = "fuzz-webhook_Secret"
+WEB_SECRET = "fuzz-web-secret-0123456789"
 IN_PROCESS_EXAMPLES = 300
 PROCESS_EXAMPLES = 60
 
@@ -45,7 +47,7 @@ def settings_for(telegram: FakeTelegram, slack: FakeSlack) -> dict[str, str]:
         "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": telegram.url,
         "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook", "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SLACK_BOT_TOKEN": slack.teams[0].bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
+        "SLACK_API_URL": slack.api_url, "CONVOFLOW_WEB_SECRET": WEB_SECRET,
     }
 
 
@@ -116,13 +118,19 @@ class Target:
             assert response.status == 200
         posts = await self.slack.next_posts("D999", 2)
         assert [p.params["text"] for p in posts] == ["Guess a number between 1 and 10.", "Your guess?"]
+        async with self.http.post(self.url + "/web/session", json={}) as response:
+            token = (await response.json())["token"]
+        async with self.http.post(self.url + "/web/messages", json={"token": token, "text": "/start", "id": "x"}) as response:
+            assert response.status == 200
+            replies = (await response.json())["replies"]
+        assert [r["text"] for r in replies] == ["Guess a number between 1 and 10.", "Your guess?"]
 
     async def close(self) -> None:
         await self.http.close()
         await self.store.close()
 
 
-HOSTILE = st.one_of(telegram_requests(WEBHOOK_SECRET), slack_requests())
+HOSTILE = st.one_of(telegram_requests(WEBHOOK_SECRET), slack_requests(), web_requests(WEB_SECRET))
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True)
 
 

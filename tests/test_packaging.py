@@ -38,6 +38,7 @@ def test_the_wheel_holds_one_top_level_package_with_the_examples(wheel: Path) ->
     assert top == {"convoflow"}
     assert "convoflow/bots/guessbot.py" in names
     assert "convoflow/adapters/telegram/channel.py" in names
+    assert {"convoflow/adapters/web/static/index.html", "convoflow/adapters/web/static/chat.js"} <= set(names)
 
 
 def test_the_installed_wheel_runs_a_bundled_bot_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:

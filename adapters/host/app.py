@@ -77,5 +77,15 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     for channel in channels:
         app.router.add_routes(channel.routes())
+        closing = getattr(channel, "closing", None)  # a channel holding requests open (web streams) ends them
+        if callable(closing):
+            app.on_shutdown.append(_on_shutdown(closing))
     app.router.add_routes(routes)
     return app
+
+
+def _on_shutdown(closing: Callable[[], None]) -> Callable[[web.Application], Awaitable[None]]:
+    async def shutdown(_: web.Application) -> None:
+        closing()
+
+    return shutdown

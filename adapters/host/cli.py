@@ -33,7 +33,7 @@ from convoflow.adapters.host.kit import add_kit_commands, is_kit_command, run_ki
 DEFAULT_STORE = "sqlite:///convoflow.db"
 DEFAULT_PORT = 8080
 SECRET_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET",
-                   "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET", "CONVOFLOW_API_TOKEN")
+                   "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET", "CONVOFLOW_API_TOKEN", "CONVOFLOW_WEB_SECRET")
 """Settings whose values never appear in logs."""
 
 TELEGRAM_SETTINGS = {"api_url": "TELEGRAM_API_URL", "webhook_url": "TELEGRAM_WEBHOOK_URL"}
@@ -121,7 +121,24 @@ def slack_channel(runner: TurnRunner, store: Store, env: Mapping[str, str]) -> C
         raise ConfigError(f"SLACK_COMMAND: {error}") from None
 
 
-SERVER_CHANNELS: dict[str, ChannelBuilder] = {"telegram": telegram_channel, "slack": slack_channel}
+def web_channel(runner: TurnRunner, store: Store, env: Mapping[str, str]) -> Channel:
+    """The web chat: visitor tokens signed with CONVOFLOW_WEB_SECRET; CORS and framing for the
+    origins in CONVOFLOW_WEB_ORIGINS (comma-separated)."""
+    from convoflow.adapters.web.channel import WebChannel, WebOptions
+
+    secret = env.get("CONVOFLOW_WEB_SECRET", "").strip()
+    if len(secret) < MIN_API_TOKEN:
+        raise ConfigError(f"CONVOFLOW_WEB_SECRET must be at least {MIN_API_TOKEN} characters (it signs visitor "
+                          "tokens; e.g. `openssl rand -hex 32`)")
+    origins = tuple(o.strip().rstrip("/") for o in env.get("CONVOFLOW_WEB_ORIGINS", "").split(",") if o.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.path or parts.query:
+            raise ConfigError(f"CONVOFLOW_WEB_ORIGINS: {origin!r} is not an origin (https://shop.example.com)")
+    return WebChannel(runner, store, secret, WebOptions(origins=origins))
+
+
+SERVER_CHANNELS: dict[str, ChannelBuilder] = {"telegram": telegram_channel, "slack": slack_channel, "web": web_channel}
 """The channels served over HTTP, by name; `--channel all` runs every one of them."""
 
 
@@ -170,7 +187,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("bot", help="a bundled example (guessbot), a bot file or a module, optionally with :dialog "
                                  "(bots/guessbot.py, mypackage.mybot:main)")
     run.add_argument("--channel", choices=("console", *SERVER_CHANNELS, "all"), default="console",
-                     help="where the bot talks: the console (default), telegram, slack, or all of the server "
+                     help="where the bot talks: the console (default), telegram, slack, web, or all of the server "
                           "channels from one process")
     run.add_argument("--session", default="local", help="console session name, to keep several (default: local)")
     run.add_argument("--host", default="0.0.0.0", help="address the HTTP server listens on (default: 0.0.0.0)")

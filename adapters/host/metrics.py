@@ -133,6 +133,15 @@ class MeteredStore:
     async def close(self) -> None:
         await self.store.close()
 
+    async def log_replies(self, key: SessionKey, entries: Sequence[dict[str, Any]], keep: int) -> None:
+        await self._timed("log_replies", self.store.log_replies(key, entries, keep))
+
+    async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        return await self._timed("logged_replies", self.store.logged_replies(key, after, limit))
+
+    async def latest_logged(self, keys: Sequence[SessionKey]) -> dict[SessionKey, int]:
+        return await self._timed("latest_logged", self.store.latest_logged(keys))
+
     async def _timed(self, operation: str, call: Any) -> Any:
         started = time.perf_counter()
         try:

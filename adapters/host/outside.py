@@ -74,7 +74,8 @@ async def start_command(to: str, dialog: str | None, args: list[JSON], start_id:
 
 def _configured(channel: str, env: Mapping[str, str]) -> bool:
     """Whether the environment holds credentials of `channel` (else nothing is built for it)."""
-    prefix = {"telegram": "TELEGRAM_BOT_TOKEN", "slack": ("SLACK_BOT_TOKEN", "SLACK_CLIENT_ID")}.get(channel)
+    prefix = {"telegram": "TELEGRAM_BOT_TOKEN", "slack": ("SLACK_BOT_TOKEN", "SLACK_CLIENT_ID"),
+              "web": "CONVOFLOW_WEB_SECRET"}.get(channel)
     if prefix is None:
         return False
     names = (prefix,) if isinstance(prefix, str) else prefix

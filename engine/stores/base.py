@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Protocol, Sequence
 
 from convoflow.messages import SessionKey
 from convoflow.types import JSON, StateDict
@@ -162,4 +162,22 @@ class Store(Protocol):
         """Every session of `app`, in key order, read `batch` at a time: a streaming read, so any
         number of sessions passes through in bounded memory (what `convoflow check` replays).
         Sessions committed meanwhile may or may not be seen. Never writes."""
+        ...
+
+    async def log_replies(self, key: SessionKey, entries: Sequence[dict[str, Any]], keep: int) -> None:
+        """Add `entries` (JSON objects, each with an int `seq`) to the session's reply log: what
+        the web channel delivers, for history and for streams held by any replica. An entry whose
+        seq is logged already is left as it was (a reply delivered twice is logged once). Only the
+        entries within the `keep` highest sequence numbers are kept. The log lives beside the
+        session record, so writing it never conflicts with a commit."""
+        ...
+
+    async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """The session's logged replies with seq > `after`, in seq order, at most `limit`. Never writes."""
+        ...
+
+    async def latest_logged(self, keys: Sequence[SessionKey]) -> dict[SessionKey, int]:
+        """The highest logged seq of each of `keys` that has logged replies: one query for any
+        number of sessions (what a process's streams look at to learn of other replicas' replies).
+        Never writes."""
         ...

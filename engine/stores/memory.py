@@ -4,7 +4,7 @@ so it accepts and returns exactly what the persistent stores do."""
 from __future__ import annotations
 
 import json
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 from convoflow.messages import SessionKey
 from convoflow.stores.base import Conflict, Session
@@ -13,6 +13,7 @@ from convoflow.stores.base import Conflict, Session
 class MemoryStore:
     def __init__(self) -> None:
         self._records: dict[SessionKey, str] = {}
+        self._reply_logs: dict[SessionKey, dict[int, str]] = {}
 
     async def load(self, key: SessionKey) -> Session | None:
         text = self._records.get(key)
@@ -66,3 +67,19 @@ class MemoryStore:
             text = self._records.get(key)
             if text is not None:  # not deleted meanwhile
                 yield Session.from_record(json.loads(text))
+
+    async def log_replies(self, key: SessionKey, entries: Sequence[dict[str, Any]], keep: int) -> None:
+        logged = self._reply_logs.setdefault(key, {})
+        for entry in entries:
+            logged.setdefault(int(entry["seq"]), json.dumps(entry))
+        if logged:
+            oldest_kept = max(logged) - keep
+            for seq in [seq for seq in logged if seq <= oldest_kept]:
+                del logged[seq]
+
+    async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        logged = self._reply_logs.get(key, {})
+        return [json.loads(logged[seq]) for seq in sorted(seq for seq in logged if seq > after)[:limit]]
+
+    async def latest_logged(self, keys: Sequence[SessionKey]) -> dict[SessionKey, int]:
+        return {key: max(self._reply_logs[key]) for key in keys if self._reply_logs.get(key)}

@@ -24,13 +24,14 @@ The document of session `partition/app`:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 from urllib.parse import parse_qsl, unquote
 
 import bson
@@ -105,6 +106,8 @@ class MongoStore:
         else:
             self.database = client.get_default_database(default=DEFAULT_DATABASE)
         self.collection = self.database.get_collection(collection)
+        self.reply_log = self.database.get_collection(f"{collection}_replies")
+        self._reply_log_indexed = False
         self.ttl = ttl
         self.max_session_bytes = max_session_bytes
         self.timeout = timeout
@@ -357,6 +360,47 @@ class MongoStore:
                     yield self._session(document)
         finally:
             await cursor.close()
+
+    # --- the reply log (the web channel's delivered replies) -------------------------------------
+
+    async def log_replies(self, key: SessionKey, entries: Sequence[dict[str, Any]], keep: int) -> None:
+        """One document per logged reply in `<collection>_replies`, `_id` "<key>#<seq>": an upsert
+        that only sets fields on insert logs each seq once, whoever delivers it."""
+        self._writable()
+        if not entries:
+            return
+        name = _id_of(key)
+        with self._operation("logging replies", key):
+            if not self._reply_log_indexed:
+                await self.reply_log.create_index([("key", pymongo.ASCENDING), ("seq", pymongo.ASCENDING)], name="key_seq")
+                self._reply_log_indexed = True
+            for entry in entries:
+                seq = int(entry["seq"])
+                await self.reply_log.update_one(
+                    {"_id": f"{name}#{seq}"}, {"$setOnInsert": {"key": name, "seq": seq, "entry": _dumps(entry)}}, upsert=True
+                )
+            top = max(int(entry["seq"]) for entry in entries)
+            await self.reply_log.delete_many({"key": name, "seq": {"$lte": top - keep}})
+
+    async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        with self._operation("reading logged replies", key):
+            cursor = self.reply_log.find({"key": _id_of(key), "seq": {"$gt": after}}).sort("seq", pymongo.ASCENDING).limit(limit)
+            documents = [document async for document in cursor]
+        return [json.loads(document["entry"]) for document in documents]
+
+
+    async def latest_logged(self, keys: Sequence[SessionKey]) -> dict[SessionKey, int]:
+        by_id = {_id_of(key): key for key in keys}
+        found: dict[SessionKey, int] = {}
+        with self._operation("looking at logged replies", None):
+            pipeline: list[dict[str, Any]] = [{"$match": {"key": {"$in": list(by_id)}}}, {"$group": {"_id": "$key", "seq": {"$max": "$seq"}}}]
+            cursor = self.reply_log.aggregate(pipeline)
+            if inspect.isawaitable(cursor):  # PyMongo's async client; Motor hands the cursor at once
+                cursor = await cursor
+            async for row in cursor:
+                found[by_id[row["_id"]]] = int(row["seq"])
+        return found
+
 
 def _client_and_database(target: Any) -> tuple[Any, Any]:
     """(client, None) for a client, (None, database) for a database; TypeError for anything else."""

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 from urllib.parse import parse_qs
 
 from convoflow.messages import SessionKey
@@ -37,6 +37,14 @@ SCHEMA_VERSION = 3
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds a write waits for another connection's write lock before giving up (StoreError)."""
+
+_REPLY_LOG = """CREATE TABLE IF NOT EXISTS reply_log (
+    key   TEXT NOT NULL,
+    seq   INTEGER NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (key, seq)
+) WITHOUT ROWID"""
+"""The reply log of each session (Store.log_replies), beside the sessions table."""
 
 _COLUMNS = ("partition", "app", "revision", "updated")
 """Record fields kept in their own columns; the rest of the record is one JSON text."""
@@ -80,6 +88,7 @@ class SQLiteStore:
         self.read_only = read_only
         self._db: sqlite3.Connection | None = None
         self._closed = False
+        self._reply_log_made = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convoflow-sqlite")
 
     @classmethod
@@ -339,6 +348,56 @@ class SQLiteStore:
         # (which would sort all of the app's rows for every page)
         rows = self._connection().execute(f"{_SELECT} WHERE key > ? AND +app = ? ORDER BY key LIMIT ?", (after, app, batch))
         return [_session(row) for row in rows]
+
+
+    # --- the reply log (the web channel's delivered replies) -------------------------------------
+
+    async def log_replies(self, key: SessionKey, entries: Sequence[dict[str, Any]], keep: int) -> None:
+        rows = [(str(key), int(entry["seq"]), _dumps(entry)) for entry in entries]
+        await self._call(self._log_replies, str(key), rows, keep)
+
+    async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        return await self._call(self._logged_replies, str(key), after, limit)
+
+    async def latest_logged(self, keys: Sequence[SessionKey]) -> dict[SessionKey, int]:
+        by_name = {str(key): key for key in keys}
+        found = await self._call(self._latest_logged, list(by_name))
+        return {by_name[name]: seq for name, seq in found.items()}
+
+    def _latest_logged(self, names: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        try:
+            for start in range(0, len(names), 500):  # below SQLite's limit on parameters
+                chunk = names[start:start + 500]
+                rows = self._connection().execute(
+                    f"SELECT key, MAX(seq) FROM reply_log WHERE key IN ({', '.join('?' * len(chunk))}) GROUP BY key", chunk)
+                found.update(rows.fetchall())
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return {}
+            raise
+        return found
+
+    def _log_replies(self, key: str, rows: list[tuple[str, int, str]], keep: int) -> None:
+        db = self._connection()
+        if not self._reply_log_made:  # made on first use: files that never log replies stay as they were
+            db.execute(_REPLY_LOG)
+            self._reply_log_made = True
+        with _transaction(db):
+            db.executemany("INSERT INTO reply_log (key, seq, entry) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", rows)
+            db.execute("DELETE FROM reply_log WHERE key = ? AND seq <= (SELECT MAX(seq) FROM reply_log WHERE key = ?) - ?",
+                       (key, key, keep))
+
+    def _logged_replies(self, key: str, after: int, limit: int) -> list[dict[str, Any]]:
+        try:
+            rows = self._connection().execute(
+                "SELECT entry FROM reply_log WHERE key = ? AND seq > ? ORDER BY seq LIMIT ?", (key, after, limit)
+            ).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):  # nothing was ever logged in this file
+                return []
+            raise
+        return [json.loads(text) for (text,) in rows]
 
 
 @contextmanager

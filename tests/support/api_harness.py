@@ -31,7 +31,7 @@ def settings_for(telegram: FakeTelegram, slack: FakeSlack, api_token: str | None
         "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": telegram.url,
         "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook", "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SLACK_BOT_TOKEN": slack.teams[0].bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
+        "SLACK_API_URL": slack.api_url, "CONVOFLOW_WEB_SECRET": "api-web-secret-0123456789",
     }
     if api_token is not None:
         env["CONVOFLOW_API_TOKEN"] = api_token

@@ -2,7 +2,7 @@
 (wrong types, deletions, added fields, huge and negative integers, NaN, deep nesting, unicode,
 broken bodies, bad credentials), and the status each must get by the one status table:
 
-- authentication fails: 403 (Telegram's secret) or 401 (Slack's signature);
+- authentication fails: 403 (Telegram's secret) or 401 (Slack's signature, a web token);
 - the body is not JSON or form data at all: 400; over the size limit: 413;
 - authenticated and readable: 200 (handled, ignored, or acknowledged unhandled), or 503 when a
   turn did not commit in time.
@@ -23,6 +23,9 @@ from hypothesis import strategies as st
 
 from convoflow.adapters.host.app import MAX_BODY_BYTES
 from convoflow.adapters.telegram.channel import SECRET_HEADER, WEBHOOK_PATH
+from convoflow.adapters.web.channel import WebOptions
+from convoflow.adapters.web.payloads import BadRequest, posted
+from convoflow.adapters.web.tokens import USER_ID, Tokens, Visitor
 from tests.support.fake_telegram import BOT_USER, group_chat, mention, message, press, private_chat, user
 from tests.support.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
 from tests.support.slack_payloads import mention as slack_mention
@@ -263,3 +266,86 @@ def _signed_bytes(body: bytes, content_type: str) -> dict[str, str]:
     digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
     return {"Content-Type": content_type, "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
 
+
+
+# --- the web channel ---------------------------------------------------------------------------
+
+WEB_VISITORS = [Visitor(f"web:fuzz-visitor-{n:02d}-abcdefgh") for n in range(20)]
+"""Visitors the fuzzing posts as (several, so the per-token rate limit leaves most requests through)."""
+
+
+def web_tokens(secret: str) -> list[str]:
+    return [Tokens(secret, 3600).issue(visitor, time.time()) for visitor in WEB_VISITORS]
+
+
+def web_bodies(tokens: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    signature = hmac.new(tokens[0].encode(), b"", hashlib.sha256).hexdigest()  # a wrong one, of the right shape
+    return [
+        ("/web/messages", {"token": tokens[0], "text": "/start", "id": "m-1"}),
+        ("/web/messages", {"token": tokens[1], "text": "5", "id": "m-2"}),
+        ("/web/messages", {"token": tokens[2], "button": "#2.3", "id": "m-3"}),
+        ("/web/session", {}),
+        ("/web/session", {"token": tokens[3]}),
+        ("/web/session", {"user": "alice", "signature": signature}),
+    ]
+
+
+@st.composite
+def web_requests(draw: st.DrawFn, secret: str) -> Hostile:
+    tokens = web_tokens(secret)
+    path, base = draw(st.sampled_from(web_bodies(tokens)))
+    tree = draw(mutated(base))
+    if isinstance(tree, dict) and "token" in tree:
+        credential = draw(st.sampled_from(["right"] * 6 + ["another visitor", "altered", "expired", "other secret"]))
+        if credential == "another visitor":
+            tree["token"] = draw(st.sampled_from(tokens))
+        elif credential == "altered" and isinstance(tree["token"], str):
+            tree["token"] = tree["token"][:-2] + ("AA" if not tree["token"].endswith("AA") else "BB")
+        elif credential == "expired":
+            tree["token"] = Tokens(secret, 60).issue(WEB_VISITORS[4], time.time() - 3600)
+        elif credential == "other secret":
+            tree["token"] = Tokens("not-the-web-secret-0123", 3600).issue(WEB_VISITORS[4], time.time())
+    body = draw(_broken(_encoded(tree)))
+    headers = {"Content-Type": draw(st.sampled_from([JSON_TYPE] * 6 + ["text/plain", FORM]))}
+    return Hostile("web", path, body, headers, frozenset(_web_expected(path, body, set(tokens), secret)))
+
+
+def _web_expected(path: str, body: bytes, tokens: set[str], secret: str) -> set[int]:
+    """The status table for the web routes: 413 over the limit, 400 for no JSON object, 401 for a
+    token or user signature that is not ours, 400 for a malformed field, else 200 (202 or 503 for a
+    turn); 429 whenever the token's rate is used up."""
+    if len(body) > WebOptions().max_body:
+        return {413}
+    try:
+        tree = json.loads(body, parse_constant=_refuse)
+    except (ValueError, RecursionError):
+        return {400}
+    if not isinstance(tree, dict):
+        return {400}
+    if path == "/web/session":
+        if "token" in tree:
+            return {200} if _ours(tree["token"], tokens) else {401}
+        user = tree.get("user")
+        if user is None:
+            return {200}
+        if not isinstance(user, str):
+            return {400}
+        signature = tree.get("signature")
+        signed = isinstance(signature, str) and hmac.compare_digest(
+            Tokens(secret, 60).user_signature(user), signature.lower())
+        return {200} if signed and USER_ID.fullmatch(user) else {401}
+    if not _ours(tree.get("token"), tokens):
+        return {401}
+    try:
+        posted(tree, WebOptions().max_text)
+    except BadRequest:
+        return {400, 429}
+    return {200, 202, 503, 429}
+
+
+def _ours(token: Any, tokens: set[str]) -> bool:
+    return isinstance(token, str) and token in tokens
+
+
+def _refuse(name: str) -> None:
+    raise ValueError(name)

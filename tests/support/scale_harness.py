@@ -122,6 +122,7 @@ def fleet_settings(origin: str, telegram: FakeTelegram, slack: FakeSlack, store_
         "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook", "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SLACK_BOT_TOKEN": slack.teams[0].bot_token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": slack.api_url_for(origin), "CONVOFLOW_STORE": store_url,
+        "CONVOFLOW_WEB_SECRET": "scale-out-web-secret-0123",
     }
 
 

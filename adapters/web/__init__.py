@@ -1,0 +1,1 @@
+"""The web chat channel: a bot on a web page, over `/web/*` routes of the shared server."""
