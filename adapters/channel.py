@@ -3,9 +3,11 @@ finds its channel.
 
 A channel translates, in both directions: its platform's payloads into `Incoming` updates, which it
 hands to the shared TurnRunner (convoflow.turn_runner: acknowledgement, retries, turns in flight), and
-`Reply` objects into platform calls. It never reads the store: it asks the Engine. A reply's address
-carries everything its channel needs to send it with no update in hand, so any reply (one left
-waiting after a crash, one a timer produced) is routed by the host to the channel its address names.
+`Reply` objects into platform calls. It never reads sessions from the store: it asks the Engine. (The
+web channel does keep its reply log in the store: for a web page, that log is the platform.) A
+reply's address carries everything its channel needs to send it with no update in hand, so any
+reply (one left waiting after a crash, one a timer produced) is routed by the host to the channel
+its address names.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_kubernetes_deployment_probes_resources_secrets_and_grace() -> None:
     labels = spec["template"]["metadata"]["labels"]
     assert found["Service"]["spec"]["selector"] == labels == spec["selector"]["matchLabels"]
     paths = {p["path"] for rule in found["Ingress"]["spec"]["rules"] for p in rule["http"]["paths"]}
-    assert paths == {"/telegram/webhook", "/slack"}
+    assert paths == {"/telegram/webhook", "/slack", "/web"}
 
 
 def test_kubernetes_takes_the_bot_and_its_channel_from_the_config_map() -> None:
