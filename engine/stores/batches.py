@@ -8,6 +8,7 @@ no timer and no added wait. Each write gets its own answer, and only once its ba
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -37,7 +38,9 @@ class Batches(Generic[W]):
         waiting = _Waiting(write, loop.create_future())
         self._waiting.append(waiting)
         if self._sender is None or self._sender.done():
-            self._sender = loop.create_task(self._send_all())
+            # A context of its own: the batches it sends are every caller's, not the first one's
+            # (whose timeouts, say, would otherwise bound them all).
+            self._sender = loop.create_task(self._send_all(), context=contextvars.Context())
         return await waiting.answer
 
     async def drained(self) -> None:
