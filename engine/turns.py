@@ -305,7 +305,7 @@ class Engine(TimedTurns):
                     self.delivery.warm.forget(key)  # a failed write may have landed, or a reload is due
                     if not isinstance(error, Conflict):
                         raise
-                    warm = None
+                    stale, warm = warm is not None, None
                     conflicts += 1
                     if conflicts >= self.max_conflicts:
                         played.discard()
@@ -317,6 +317,9 @@ class Engine(TimedTurns):
                         session = reloaded
                         continue
                     played.discard()  # played from a state that lost the race
+                    if stale:  # the record this worker knew was out of date: no race to back off from
+                        session = reloaded
+                        break
                     # A random pause spreads out workers racing on one session, so the one that
                     # must replay is not beaten every time by the one that need not.
                     await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** min(conflicts, 6)))
