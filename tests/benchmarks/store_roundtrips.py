@@ -175,7 +175,7 @@ class MongoBackend(Backend):
         await store.commit(_copy(template, "bench:template"))  # the indexes, and the document to copy
         document = await store.collection.find_one({"_id": "bench:template/echo"})
         assert document is not None
-        batch = 5000
+        batch = 1000  # small enough for a busy test server to take within the client timeout
         for start in range(0, count, batch):
             documents = [
                 {**document, "_id": f"bench:{i}/echo", "partition": f"bench:{i}", "revision": 1}
