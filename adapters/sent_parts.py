@@ -50,6 +50,14 @@ class Deliveries:
         """Send `parts` in order, skipping those already sent; an Undeliverable part drops the
         reply (counted under the kind of error that caused it), any other error leaves the rest
         for a later attempt."""
+        parts = list(parts)
+        if len(parts) == 1 and not self._sent:  # the common case: nothing to skip or remember
+            try:
+                await send(parts[0])
+            except Undeliverable as error:
+                self.dropped[type(error.__cause__).__name__ if error.__cause__ else "Undeliverable"] += 1
+                raise
+            return
         progress = self.of(reply)
         for index, part in enumerate(parts):
             label = str(index)

@@ -29,6 +29,7 @@ from convoflow.leases import Lease
 from convoflow.messages import Reply, SessionKey, message_from_dict
 from convoflow.plays import SuspendedPlays
 from convoflow.stores.base import Conflict, Session, Store, StoreError
+from convoflow.warm import WarmSessions
 
 log = logging.getLogger("convoflow.engine")
 
@@ -85,6 +86,8 @@ class Delivery:
         self.handoff_seconds = handoff_seconds
         self.worker = uuid.uuid4().hex[:12]
         """Marks the replies this worker commits or claims: they are its to deliver."""
+        self.warm = WarmSessions(self.worker, plays.limit)
+        """The records this worker wrote last, kept as its marks move them on."""
         self._lanes: dict[SessionKey, _Lane] = {}
         self.takeovers = 0
         """Replies this worker has taken over from another (whose lease had run out)."""
@@ -230,6 +233,7 @@ class Delivery:
         except Conflict:
             return None
         self.plays.advance(session.key, session.revision, claimed.revision)
+        self.warm.wrote(claimed)
         return claimed
 
     async def _send(self, lane: _Lane, session: Session, count: int, deliver: Deliver | None) -> list[Reply]:
@@ -284,6 +288,7 @@ class Delivery:
                                 "retried in %gs: %s", session.key, through, pause, error)
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, MARK_PAUSES[1])
+            self.warm.marked(session, through, marked)
             if marked:
                 self.plays.advance(session.key, session.revision, session.revision + 1)
                 lane.marks[session.revision] = through

@@ -35,7 +35,7 @@ class Frame:
     """
 
     __slots__ = ("name", "version", "fingerprint", "names", "prints", "values", "extras", "encoded",
-                 "pending", "cursor", "chain", "chain_open")
+                 "pending", "cursor", "chain", "chain_open", "plain_answers")
 
     def __init__(self, name: str, version: str = DEFAULT_VERSION, fingerprint: str | None = None) -> None:
         self.name = name
@@ -50,6 +50,9 @@ class Frame:
         self.cursor = 0
         self.chain = ""
         self.chain_open = False
+        self.plain_answers: dict[int, int] = {}
+        """Runs of loaded answers (start -> end) with no fingerprint, version or error, each a
+        JSON scalar: a replay hands them over as they are (convoflow.player)."""
 
     def record(self, name: str, value: Any, fingerprint: str | None = None, extras: dict[str, Any] | None = None) -> None:
         """Append a completed step, `value` in its stored form (the replay position moves past it)."""
@@ -97,6 +100,10 @@ class Frame:
                 values.extend([value] * count)
                 encoded.append([name, value, _SINGLE if count == 1 else _REPEAT, count, meta or None, fingerprint, chain])
             names.extend([name] * (len(values) - start))
+            if name == INPUT and not meta and fingerprint is None and chain is None and all(
+                type(item) in _SCALARS for item in (value if each else (value,))
+            ):
+                frame.plain_answers[start] = len(names)
             if chain is not None:
                 prints.extend([Chain(start, len(names) - 1, chain)] * (len(names) - start))
             else:
@@ -162,6 +169,8 @@ def chained(chain: str, fingerprint: str | None) -> str:
 # In memory an entry is [name, payload, kind, count, meta, fingerprint, chain]: chain is None while
 # every step of the run has the fingerprint given.
 _SINGLE, _REPEAT, _EACH = 0, 1, 2
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+"""Recorded values stored as themselves (convoflow.values)."""
 _REPEAT_FROM = 4
 """Identical neighbours inside a run become a counted entry once there are this many."""
 

@@ -40,6 +40,7 @@ from convoflow.dialogs import (
     TimedOut,
     Wait,
     dialog_result,
+    get_client_response,
     goto,
     resolve,
     send_message,
@@ -284,7 +285,7 @@ class Play:
         raise TypeError(f"{path[-2] if len(path) > 1 else 'dialog'} yielded {step!r}, which is not a step")
 
     async def _drive(self, gen: Generator[Any, Any, Any], frame: Frame, path: tuple[str, ...]) -> Any:
-        names, prints, values, extras = frame.names, frame.prints, frame.values, frame.extras
+        names, prints, values, extras, plain = frame.names, frame.prints, frame.values, frame.extras, frame.plain_answers
         send = gen.send
         cursor = frame.cursor  # kept in step with frame.cursor except while replaying below
         try:
@@ -292,9 +293,37 @@ class Play:
                 step = send(None)
                 while True:
                     # Replaying recorded steps is most of a cold turn: a tight loop without awaits.
-                    while cursor < len(names):
-                        if type(step) is send_message:
+                    count = len(names)  # nothing is recorded in this loop
+                    while cursor < count:
+                        kind = type(step)
+                        if kind is send_message:
                             step = send(None)
+                            continue
+                        if kind is get_client_response and cursor in plain:
+                            # a run of plain recorded answers: handed over as they are, in a row
+                            end = plain[cursor]
+                            while True:
+                                step = send(values[cursor])
+                                cursor += 1
+                                if cursor == end:  # (past the record, a message is a new reply)
+                                    break
+                                kind = type(step)
+                                while kind is send_message:
+                                    step = send(None)
+                                    kind = type(step)
+                                if kind is not get_client_response:
+                                    break
+                            continue
+                        if kind is get_client_response and prints[cursor] is None and names[cursor] == INPUT and (
+                            not extras or cursor not in extras
+                        ):
+                            # the commonest recorded step: its name and version are its class's
+                            value = values[cursor]
+                            stored = type(value)
+                            if stored is list or stored is dict:
+                                value = _decoded(value, path, cursor)
+                            cursor += 1
+                            step = send(value)
                             continue
                         if (
                             names[cursor] != getattr(step, "name", None)

@@ -262,6 +262,7 @@ class Engine(TimedTurns, InterruptTurns):
                 await self.store.commit(replace(session, key=new, revision=0, outbox=outbox, address=address).advanced())
                 await self.store.commit(session.advanced(state=None, outbox=(), due=None, idle_at=None))
                 self.plays.forget(old)
+                self.delivery.warm.forget(old)
         log.info("session %s moved to %s", old, new)
         return True
 
@@ -285,19 +286,33 @@ class Engine(TimedTurns, InterruptTurns):
         (None when the update is left alone), the outcome and the number of conflicts."""
         key = incoming.key
         conflicts = 0
-        session = known if known is not None and known.key == key else await self.store.load(key) or Session(key)
+        # A warm session is the record this worker wrote last: committed on unread (the write is
+        # conditional), but a turn that would end without a write reads the store first.
+        warm = None if known is not None and known.key == key else self.delivery.warm.get(key)
+        session = known if known is not None and known.key == key else warm or await self.store.load(key) or Session(key)
         while True:
+            if warm is not None and (incoming.id in session.seen or (only_if_running and not session.running)):
+                warm, session = None, await self.store.load(key) or Session(key)
+                continue
             if incoming.id in session.seen or wakeups.is_remembered(session, incoming.id, self.clock.now()):
                 return session, "duplicate", conflicts
             if only_if_running and not session.running:
                 return None, None, conflicts
             played = await self._turn(session, incoming)
             if played.outcome in ("stale", "skipped", "unknown"):  # nothing to commit
+                if warm is not None:
+                    played.discard()
+                    warm, session = None, await self.store.load(key) or Session(key)
+                    continue
                 return None, played.outcome, conflicts
             while True:
                 try:
                     committed = await self._commit(session, incoming, played)
-                except Conflict:
+                except BaseException as error:
+                    self.delivery.warm.forget(key)  # a failed write may have landed, or a reload is due
+                    if not isinstance(error, Conflict):
+                        raise
+                    stale, warm = warm is not None, None
                     conflicts += 1
                     if conflicts >= self.max_conflicts:
                         played.discard()
@@ -309,11 +324,15 @@ class Engine(TimedTurns, InterruptTurns):
                         session = reloaded
                         continue
                     played.discard()  # played from a state that lost the race
+                    if stale:  # the record this worker knew was out of date: no race to back off from
+                        session = reloaded
+                        break
                     # A random pause spreads out workers racing on one session, so the one that
                     # must replay is not beaten every time by the one that need not.
                     await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** min(conflicts, 6)))
                     session = await self.store.load(key) or Session(key)
                     break
+                self.delivery.warm.wrote(committed)
                 if played.play is not None:
                     self.plays.keep(key, committed.revision, played.play)
                 if committed.due is not None:

@@ -449,7 +449,7 @@ class TestSizeLimit:
 
 
 class TestRoundTrips:
-    async def test_a_turn_costs_three_round_trips_with_replies_two_without(self, mongo_uri: str) -> None:
+    async def test_a_cold_turn_costs_three_round_trips_with_replies_a_warm_one_two(self, mongo_uri: str) -> None:
         commands = Commands()
         client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_uri, event_listeners=[commands])
         store = MongoStore(client)
@@ -458,11 +458,11 @@ class TestRoundTrips:
             await engine.handle(Incoming(KEY, "start", text="start"), inbox)
             assert commands.take() == ["find", *["createIndexes"] * 4, "insert"]  # first contact
             await engine.handle(Incoming(KEY, "u1", text="hello"), inbox)
-            assert commands.take() == ["find", "update", "update"]  # load, commit, mark delivered
+            assert commands.take() == ["update", "update"]  # warm: commit unread, mark delivered
             await engine.handle(Incoming(KEY, "u2", text="shh"), inbox)
-            assert commands.take() == ["find", "update"]  # no replies: load, commit
+            assert commands.take() == ["update"]  # warm, no replies: the commit alone
             await engine.handle(Incoming(KEY, "u1", text="hello"), inbox)
-            assert commands.take() == ["find"]  # a redelivered update: load, nothing to send
+            assert commands.take() == ["find"]  # a redelivered update: load (to be sure), nothing to send
             replica = Engine(echo, store)  # no suspended dialog in memory: replays, same round trips
             await replica.handle(Incoming(KEY, "u3", text="again"), inbox)
             assert commands.take() == ["find", "update", "update"]

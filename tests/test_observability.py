@@ -43,7 +43,8 @@ async def test_turn_metrics_by_channel_and_outcome() -> None:
     assert sample(registry, "convoflow_turn_failures_total", channel="telegram", kind="failed") == 1
     assert sample(registry, "convoflow_duplicate_updates_total", channel="telegram") == 1
     assert sample(registry, "convoflow_turn_seconds_count", channel="telegram") == 4
-    assert sample(registry, "convoflow_store_round_trips_total", operation="load") == 4
+    # the first contact and the redelivered update load; the warm turns between commit unread
+    assert sample(registry, "convoflow_store_round_trips_total", operation="load") == 2
     assert sample(registry, "convoflow_store_round_trips_total", operation="commit") == 3
     assert sample(registry, "convoflow_store_round_trips_total", operation="mark_delivered") == 2
     assert sample(registry, "convoflow_outbox_backlog", channel="telegram") == 0

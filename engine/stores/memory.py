@@ -14,17 +14,18 @@ class MemoryStore:
     def __init__(self) -> None:
         self._records: dict[SessionKey, str] = {}
         self._reply_logs: dict[SessionKey, dict[int, str]] = {}
+        self._revisions: dict[SessionKey, int] = {}
+        """Each record's revision, so a commit checks it without parsing the record."""
 
     async def load(self, key: SessionKey) -> Session | None:
         text = self._records.get(key)
         return None if text is None else Session.from_record(json.loads(text))
 
     async def commit(self, session: Session) -> None:
-        stored = self._records.get(session.key)
-        stored_revision = 0 if stored is None else json.loads(stored)["revision"]
-        if stored_revision != session.revision - 1:
+        if self._revisions.get(session.key, 0) != session.revision - 1:
             raise Conflict(session.key, session.revision - 1)
         self._records[session.key] = json.dumps(session.to_record())
+        self._revisions[session.key] = session.revision
 
     async def mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
         text = self._records.get(key)
@@ -36,6 +37,7 @@ class MemoryStore:
         if current:
             record["revision"] = revision + 1
         self._records[key] = json.dumps(record)
+        self._revisions[key] = record["revision"]
         return current
 
     async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:

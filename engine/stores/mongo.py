@@ -6,6 +6,12 @@ names the revision it replaces. Both are atomic on a single document, so the com
 across processes and hosts without transactions or locks of our own. Hot paths touch documents by
 `_id` only (`find_one`, `replace_one`, `update_one`), never `find_one_and_update`.
 
+Commits that arrive while others are on their way go together as one unordered `bulk_write`
+(convoflow.stores.batches). It reports totals: when as many replacements matched as were sent,
+every one won; otherwise the batch's documents are read back, and a replacement won exactly when
+its document holds it (its revision and its record text). An insert's duplicate `_id` is reported
+by its index.
+
 The document of session `partition/app`:
 
     _id        "partition/app" (str(SessionKey))
@@ -38,10 +44,12 @@ import bson
 import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from convoflow.messages import SessionKey
 from convoflow.stores.base import Conflict, Session, SessionTooLarge, StoreError
+from convoflow.stores.batches import Batches
+from convoflow.stores.mongo_writes import write_conditionally
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
@@ -116,6 +124,7 @@ class MongoStore:
         self._indexed = False
         self._indexing = asyncio.Lock()
         self._closed = False
+        self._commits: Batches[dict[str, Any]] = Batches(self._write_documents)
 
     @classmethod
     def from_url(cls, url: str, read_only: bool = False) -> MongoStore:
@@ -179,15 +188,13 @@ class MongoStore:
         document = self._document(session)
         await self._ensure_indexes()
         with self._operation("committing", session.key):
-            if session.revision == 1:
-                try:
-                    await self.collection.insert_one(document)
-                except DuplicateKeyError:
-                    raise Conflict(session.key, 0) from None
-                return
-            result = await self.collection.replace_one({"_id": document["_id"], "revision": session.revision - 1}, document)
-        if result.matched_count == 0:
+            won = await self._commits.send(document)
+        if not won:
             raise Conflict(session.key, session.revision - 1)
+
+    async def _write_documents(self, documents: list[dict[str, Any]]) -> list[object]:
+        with pymongo.timeout(self.timeout):  # in the batch's own task: its own bound
+            return await write_conditionally(self.collection, documents)
 
     async def mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
         self._writable()
@@ -235,6 +242,7 @@ class MongoStore:
         if self._closed:
             return
         self._closed = True
+        await self._commits.drained()
         if self._owned_client is not None:
             await self._owned_client.close()
 

@@ -8,6 +8,13 @@ sqlite3 blocks, so each store owns one worker thread and one connection made and
 that thread (sqlite3 connections belong to the thread that made them). Calls queue on it in
 order; SQLite itself serialises writers across processes, so more threads would not buy more
 writes, and one connection keeps the code small.
+
+Group commit: the writes (commits, marks) that arrive while a write transaction is on its way wait
+and then go together in the next one, so concurrent turns of many sessions share one fsync. Each
+write keeps its own condition and its own answer (a conflict is that write's alone), and none is
+answered before the transaction holding it is durable. When one write fails outright, the
+transaction is rolled back and its writes are redone one transaction each, so the failure stays
+that write's.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 from urllib.parse import parse_qs
 
 from convoflow.messages import SessionKey
 from convoflow.stores.base import Conflict, Session, StoreError
+from convoflow.stores.batches import Batches
 
 log = logging.getLogger("convoflow.stores.sqlite")
 
@@ -90,6 +99,9 @@ class SQLiteStore:
         self._closed = False
         self._reply_log_made = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convoflow-sqlite")
+        self._writes: Batches[_Write] = Batches(self._run_writes)
+        self.transactions = 0
+        """Write transactions committed so far (each one fsync, however many writes it holds)."""
 
     @classmethod
     def from_url(cls, url: str, read_only: bool = False) -> SQLiteStore:
@@ -125,11 +137,11 @@ class SQLiteStore:
         return await self._call(self._load, key)
 
     async def commit(self, session: Session) -> None:
-        if not await self._call(self._commit, session):
+        if not await self._write(self._commit, session):
             raise Conflict(session.key, session.revision - 1)
 
     async def mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
-        return await self._call(self._mark_delivered, key, revision, through_seq)
+        return bool(await self._write(self._mark_delivered, key, revision, through_seq))
 
     async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
         return await self._call(self._list, partition, limit)
@@ -144,6 +156,7 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True  # calls from now on are refused; those already queued finish first
+        await self._writes.drained()
         await asyncio.get_running_loop().run_in_executor(self._thread, self._guarded, self._disconnect)
         self._thread.shutdown(wait=False)
 
@@ -158,6 +171,38 @@ class SQLiteStore:
         if self._closed:
             raise StoreError(f"SQLite store {self.path} is closed")
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._guarded, func, *args)
+
+    async def _write(self, func: Callable[..., object], *args: Any) -> object:
+        """The write `func(*args)`, run in the next write transaction; its result once that is durable."""
+        if self._closed:
+            raise StoreError(f"SQLite store {self.path} is closed")
+        return await self._writes.send(_Write(func, args))
+
+    async def _run_writes(self, batch: list[_Write]) -> list[object]:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._guarded, self._write_batch, batch)
+
+    def _write_batch(self, batch: list[_Write]) -> list[object]:
+        """On the thread: the writes in one transaction, each its result; after a write failed
+        (all rolled back), each in a transaction of its own, its failure as its result."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")  # the write lock first: each condition is checked under it
+        try:
+            outcomes = [write.func(*write.args) for write in batch]
+            db.execute("COMMIT")  # synchronous=FULL: durable when this returns
+            self.transactions += 1
+            return outcomes
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if len(batch) == 1:
+                raise
+        return [self._alone(write) for write in batch]
+
+    def _alone(self, write: _Write) -> object:
+        try:
+            return self._guarded(self._write_batch, [write])[0]
+        except Exception as error:
+            return error
 
     def _guarded(self, func: Callable[..., T], *args: Any) -> T:
         try:
@@ -268,7 +313,7 @@ class SQLiteStore:
         return None if row is None else _session(row)
 
     def _commit(self, session: Session) -> bool:
-        """One conditional statement; False when it matched no row (a Conflict)."""
+        """One conditional statement, in the write transaction; False when it matched no row (a Conflict)."""
         db = self._connection()
         record = session.to_record()
         values = (record["revision"], _rest_of(record), record["updated"], record["due"])
@@ -280,8 +325,8 @@ class SQLiteStore:
             )
         else:
             # In WAL mode a write that starts inside a read transaction can fail at once on a stale
-            # snapshot; a single statement in autocommit takes the write lock first, waiting up to
-            # the busy timeout, and compares the revision under it.
+            # snapshot; the write transaction (BEGIN IMMEDIATE) takes the write lock first, waiting
+            # up to the busy timeout, and the revision is compared under it.
             cursor = db.execute(
                 "UPDATE sessions SET revision = ?, record = ?, updated = ?, due = ? WHERE key = ? AND revision = ?",
                 (*values, str(session.key), session.revision - 1),
@@ -290,21 +335,20 @@ class SQLiteStore:
 
     def _mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
         db = self._connection()
-        # BEGIN IMMEDIATE takes the write lock before reading, so no other process can commit
-        # between our read and our write.
-        with _transaction(db):
-            row = db.execute("SELECT revision, record FROM sessions WHERE key = ?", (str(key),)).fetchone()
-            if row is None:
-                return False
-            stored_revision, text = row
-            rest = json.loads(text)
-            rest["outbox"] = [item for item in rest["outbox"] if item["seq"] > through_seq]
-            current = stored_revision == revision
-            db.execute(
-                "UPDATE sessions SET revision = ?, record = ? WHERE key = ?",
-                (revision + 1 if current else stored_revision, _dumps(rest), str(key)),
-            )
-            return current
+        # In the write transaction, which took the write lock before reading: no other process
+        # can commit between our read and our write.
+        row = db.execute("SELECT revision, record FROM sessions WHERE key = ?", (str(key),)).fetchone()
+        if row is None:
+            return False
+        stored_revision, text = row
+        rest = json.loads(text)
+        rest["outbox"] = [item for item in rest["outbox"] if item["seq"] > through_seq]
+        current = stored_revision == revision
+        db.execute(
+            "UPDATE sessions SET revision = ?, record = ? WHERE key = ?",
+            (revision + 1 if current else stored_revision, _dumps(rest), str(key)),
+        )
+        return current
 
     def _list(self, partition: str | None, limit: int) -> list[Session]:
         if partition is None:
@@ -398,6 +442,14 @@ class SQLiteStore:
                 return []
             raise
         return [json.loads(text) for (text,) in rows]
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One write of a transaction: `func(*args)` on the store's thread."""
+
+    func: Callable[..., object]
+    args: tuple[Any, ...]
 
 
 @contextmanager

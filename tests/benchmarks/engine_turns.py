@@ -111,10 +111,12 @@ def repetitions(length: int, quick: bool) -> int:
 
 
 def timed(run: Callable[[], Any]) -> int:
+    """CPU nanoseconds of `run()`: on a shared machine, time spent waiting for a core is not the
+    turn's cost (both libraries are measured alike, each single-threaded)."""
     gc.collect()
-    started = time.perf_counter_ns()
+    started = time.process_time_ns()
     run()
-    return time.perf_counter_ns() - started
+    return time.process_time_ns() - started
 
 
 def measure(api: ModuleType, to_dict: Callable[[Any], Any], lengths: list[int], quick: bool, warm: bool) -> dict[str, Any]:
@@ -230,6 +232,11 @@ def report(seed: dict[str, Any], ours: dict[str, Any], lengths: list[int]) -> No
         f"{'met' if cold_ratio >= 5 else 'MISSED'}; replaying from a state already in memory "
         f"{loop_seed['in_memory'] / loop_ours['in_memory']:.1f}x; kept warm "
         f"{loop_seed['cold'] / loop_ours['warm']:.0f}x"
+    )
+    best_case = loop_seed["in_memory"] / loop_ours["cold"]
+    print(
+        f"  (a) loop, every turn replayed from JSON text: {best_case:.2f}x the seed's best case (its state "
+        f"already in memory; target 2x): {'met' if best_case >= 2 else 'MISSED'}"
     )
     for flow, label in [("goto", "b"), ("subdialog", "c")]:
         rows = ours[flow]
