@@ -62,6 +62,21 @@ async def test_a_write_that_fails_outright_fails_alone(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_a_first_reply_log_write_survives_a_batch_rolled_back_by_another_write(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "sessions.db")
+    try:
+        bad = Session(SessionKey("telegram:7:\ud800", "guessbot")).advanced()  # not storable: its batch rolls back
+        entry = {"seq": 1, "text": "hi"}
+        # the first commit is a batch of its own; the log's first write and the bad one wait for the next
+        first, logged, failed = await asyncio.gather(store.commit(Session(key(1)).advanced()),
+                                                     store.log_replies(key(1), [entry], keep=10), store.commit(bad),
+                                                     return_exceptions=True)
+        assert first is None and logged is None and isinstance(failed, Exception)
+        assert await store.logged_replies(key(1)) == [entry]
+    finally:
+        await store.close()
+
+
 async def test_marks_and_commits_go_in_one_transaction_each_with_its_own_answer(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "sessions.db")
     try:

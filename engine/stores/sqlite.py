@@ -97,7 +97,6 @@ class SQLiteStore:
         self.read_only = read_only
         self._db: sqlite3.Connection | None = None
         self._closed = False
-        self._reply_log_made = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convoflow-sqlite")
         self._writes: Batches[_Write] = Batches(self._run_writes)
         self.transactions = 0
@@ -398,7 +397,7 @@ class SQLiteStore:
 
     async def log_replies(self, key: SessionKey, entries: Sequence[dict[str, Any]], keep: int) -> None:
         rows = [(str(key), int(entry["seq"]), _dumps(entry)) for entry in entries]
-        await self._call(self._log_replies, str(key), rows, keep)
+        await self._write(self._log_replies, str(key), rows, keep)  # group-committed with the turns
 
     async def logged_replies(self, key: SessionKey, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         return await self._call(self._logged_replies, str(key), after, limit)
@@ -424,13 +423,12 @@ class SQLiteStore:
 
     def _log_replies(self, key: str, rows: list[tuple[str, int, str]], keep: int) -> None:
         db = self._connection()
-        if not self._reply_log_made:  # made on first use: files that never log replies stay as they were
-            db.execute(_REPLY_LOG)
-            self._reply_log_made = True
-        with _transaction(db):
-            db.executemany("INSERT INTO reply_log (key, seq, entry) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", rows)
-            db.execute("DELETE FROM reply_log WHERE key = ? AND seq <= (SELECT MAX(seq) FROM reply_log WHERE key = ?) - ?",
-                       (key, key, keep))
+        # made on first use, so files that never log replies stay as they were; in the write's own
+        # transaction each time (cheap), so a batch rolled back cannot leave it believed made
+        db.execute(_REPLY_LOG)
+        db.executemany("INSERT INTO reply_log (key, seq, entry) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", rows)
+        db.execute("DELETE FROM reply_log WHERE key = ? AND seq <= (SELECT MAX(seq) FROM reply_log WHERE key = ?) - ?",
+                   (key, key, keep))
 
     def _logged_replies(self, key: str, after: int, limit: int) -> list[dict[str, Any]]:
         try:
