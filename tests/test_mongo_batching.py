@@ -7,40 +7,23 @@ import asyncio
 from typing import Any, AsyncIterator
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from convoflow import Incoming, SessionKey, dialog, get_client_response, send_message
 from convoflow.messages import Reply
 from convoflow.stores import Conflict, Session
 from convoflow.stores.mongo import MongoStore
 from convoflow.turns import Engine
+from tests.support.counting import MongoCommands
 
 
 def key(n: int) -> SessionKey:
     return SessionKey(f"telegram:7:{n}", "guessbot")
 
 
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def take(self) -> list[str]:
-        names, self.names = self.names, []
-        return names
-
-
 @pytest.fixture
-async def watched(mongo_uri: str) -> AsyncIterator[tuple[MongoStore, Commands]]:
-    commands = Commands()
+async def watched(mongo_uri: str) -> AsyncIterator[tuple[MongoStore, MongoCommands]]:
+    commands = MongoCommands()
     client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_uri, event_listeners=[commands])
     store = MongoStore(client)
     await store.commit(Session(key(-1)).advanced())  # the first write makes the indexes
@@ -56,7 +39,7 @@ async def created(store: MongoStore, count: int) -> list[Session]:
     return sessions
 
 
-async def test_pending_commits_go_in_one_bulk_write_and_all_win(watched: tuple[MongoStore, Commands]) -> None:
+async def test_pending_commits_go_in_one_bulk_write_and_all_win(watched: tuple[MongoStore, MongoCommands]) -> None:
     store, commands = watched
     firsts = await created(store, 20)
     assert commands.take() == ["insert"]  # 20 new sessions, one round trip
@@ -67,7 +50,7 @@ async def test_pending_commits_go_in_one_bulk_write_and_all_win(watched: tuple[M
         assert await store.load(key(n)) == session
 
 
-async def test_a_conflict_in_a_batch_fails_only_its_own_commit(watched: tuple[MongoStore, Commands]) -> None:
+async def test_a_conflict_in_a_batch_fails_only_its_own_commit(watched: tuple[MongoStore, MongoCommands]) -> None:
     store, commands = watched
     firsts = await created(store, 10)
     commands.take()
@@ -83,7 +66,7 @@ async def test_a_conflict_in_a_batch_fails_only_its_own_commit(watched: tuple[Mo
         assert await store.load(key(n)) == session
 
 
-async def test_a_single_pending_commit_is_a_plain_conditional_write(watched: tuple[MongoStore, Commands]) -> None:
+async def test_a_single_pending_commit_is_a_plain_conditional_write(watched: tuple[MongoStore, MongoCommands]) -> None:
     store, commands = watched
     (first,) = await created(store, 1)
     await store.commit(first.advanced(state={"turn": 2}))
@@ -100,7 +83,7 @@ def echo() -> Any:
         yield send_message(f"you said {said}")
 
 
-async def test_concurrent_turns_of_many_sessions_all_land(watched: tuple[MongoStore, Commands]) -> None:
+async def test_concurrent_turns_of_many_sessions_all_land(watched: tuple[MongoStore, MongoCommands]) -> None:
     store, commands = watched
     sent: dict[SessionKey, list[str]] = {}
 

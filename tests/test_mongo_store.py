@@ -20,7 +20,7 @@ from typing import Any
 import pymongo
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from convoflow import Incoming, Reply, SessionKey, Text, dialog, get_client_response, send_message
 from convoflow.replay import INPUT, log_entries
@@ -36,6 +36,7 @@ from convoflow.stores.mongo import (
     SessionTooLarge,
 )
 
+from tests.support.counting import MongoCommands
 from tests.support.mongo_server import MongoServer, free_port, start_mongo_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,26 +52,6 @@ def echo() -> Any:
         said = yield get_client_response()
         if said != "shh":
             yield send_message(said)
-
-
-class Commands(monitoring.CommandListener):
-    """PyMongo command monitoring: the name of every command sent, i.e. every round trip."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def take(self) -> list[str]:
-        names, self.names = self.names, []
-        return names
 
 
 class Inbox:
@@ -450,7 +431,7 @@ class TestSizeLimit:
 
 class TestRoundTrips:
     async def test_a_cold_turn_costs_three_round_trips_with_replies_a_warm_one_two(self, mongo_uri: str) -> None:
-        commands = Commands()
+        commands = MongoCommands()
         client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_uri, event_listeners=[commands])
         store = MongoStore(client)
         engine, inbox = Engine(echo, store), Inbox()

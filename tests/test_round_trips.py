@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from convoflow import Incoming, SessionKey, dialog, get_client_response, send_message
 from convoflow.messages import Reply
-from convoflow.stores import MemoryStore, Session, Store
+from convoflow.stores import MemoryStore, Store
 from convoflow.stores.mongo import MongoStore
 from convoflow.stores.sqlite import SQLiteStore
 from convoflow.turns import Engine
+from tests.support.counting import CountingStore, MongoCommands
 
 KEY = SessionKey("telegram:7:42", "echo")
 
@@ -28,68 +29,17 @@ def echo() -> Any:
             yield send_message(f"you said {said}")
 
 
-class Counted:
-    """Counts the calls a turn makes into the store it passes them to (memory and SQLite have no
-    wire to watch; every call is one trip to the store, and for SQLite to its thread)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store, self.count = store, 0
-
-    async def load(self, key: SessionKey) -> Session | None:
-        self.count += 1
-        return await self.store.load(key)
-
-    async def commit(self, session: Session) -> None:
-        self.count += 1
-        await self.store.commit(session)
-
-    async def mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
-        self.count += 1
-        return await self.store.mark_delivered(key, revision, through_seq)
-
-    async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
-        self.count += 1
-        return await self.store.list_sessions(partition, limit)
-
-    async def undelivered(self, app: str, since: float, until: float, limit: int = 100) -> list[Session]:
-        self.count += 1
-        return await self.store.undelivered(app, since, until, limit)
-
-    async def due(self, app: str, until: float, limit: int = 100) -> list[Session]:
-        self.count += 1
-        return await self.store.due(app, until, limit)
-
-    async def close(self) -> None:
-        await self.store.close()
-
-
-class Commands(monitoring.CommandListener):
-    """MongoDB commands on the wire, as PyMongo's command monitoring reports them."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.count += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture(params=["memory", "sqlite", "mongo"])
 async def counted(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, Callable[[], int]]]:
     store: Store
     if request.param == "mongo":
-        commands = Commands()
+        commands = MongoCommands()
         client: AsyncMongoClient[Any] = AsyncMongoClient(request.getfixturevalue("mongo_uri"), event_listeners=[commands])
         store = MongoStore(client)
         yield store, lambda: commands.count
         await client.close()
         return
-    wrapped = Counted(MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "sessions.db"))
+    wrapped = CountingStore(MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "sessions.db"))
     yield wrapped, lambda: wrapped.count
     await wrapped.close()
 

@@ -408,11 +408,12 @@ async def test_the_engine_says_whether_a_conversation_runs_and_still_matches_the
     assert await returning.say("x") == ["We changed; tell us anything to start over"]
     assert await status(new, user.key) == "running"  # in the fallback, which is this code's
     assert await status(old, user.key) == "outdated"  # an engine without that fallback
+    await returning.say("/cancel")
+    cancelled = await new.conversation(user.key)
+    assert cancelled is not None and not cancelled.running and not cancelled.outdated
 
 
 async def status(engine: Engine, key: SessionKey) -> str:
     conversation = await engine.conversation(key)
     assert conversation is not None and conversation.running
     return "outdated" if conversation.outdated else "running"
-    await user.say("/cancel")
-    assert await new.conversation(user.key) == "none"

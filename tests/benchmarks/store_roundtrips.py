@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pymongo import AsyncMongoClient, monitoring  # noqa: E402
+from pymongo import AsyncMongoClient  # noqa: E402
 
 from convoflow import Incoming, SessionKey, dialog, get_client_response, goto, send_message  # noqa: E402
 from convoflow.turns import Engine  # noqa: E402
@@ -32,6 +32,7 @@ from convoflow.stores import MemoryStore, Session, Store  # noqa: E402
 from convoflow.stores.mongo import MongoStore  # noqa: E402
 from convoflow.stores.sqlite import SQLiteStore  # noqa: E402
 from tests.support.mongo_server import MongoServer, mongo_server_from_environment  # noqa: E402
+from tests.support.counting import CountingStore, MongoCommands  # noqa: E402
 
 SECONDS = 3.0
 """How long each throughput measurement runs."""
@@ -54,46 +55,6 @@ def echo(turn: int = 0) -> Any:
 
 async def deliver(reply: Any) -> None:
     pass
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.count += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-class CountingStore:
-    """Counts calls into the store it wraps (for the stores without a wire)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store, self.count = store, 0
-
-    async def load(self, key: SessionKey) -> Session | None:
-        self.count += 1
-        return await self.store.load(key)
-
-    async def commit(self, session: Session) -> None:
-        self.count += 1
-        await self.store.commit(session)
-
-    async def mark_delivered(self, key: SessionKey, revision: int, through_seq: int) -> bool:
-        self.count += 1
-        return await self.store.mark_delivered(key, revision, through_seq)
-
-    async def list_sessions(self, partition: str | None = None, limit: int = 100) -> list[Session]:
-        self.count += 1
-        return await self.store.list_sessions(partition, limit)
-
-    async def close(self) -> None:
-        await self.store.close()
 
 
 class Backend:
@@ -166,7 +127,7 @@ class MongoBackend(Backend):
         return MongoStore.from_url(self._uri())
 
     async def counted(self) -> tuple[Store, Callable[[], int]]:
-        commands = Commands()
+        commands = MongoCommands()
         client: AsyncMongoClient[Any] = AsyncMongoClient(self._uri(), event_listeners=[commands])
         return MongoStore(client), lambda: commands.count
 
