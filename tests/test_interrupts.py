@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -14,23 +14,11 @@ from convoflow.adapters.host.loader import BotMisconfigured, load_bot
 from convoflow.stores import Store
 from convoflow.turns import Engine
 
-from tests.support.store_backends import open_backend
+from tests.support.store_backends import each_store, warm_and_replayed  # noqa: F401 (fixtures: store, max_live)
 from tests.support.timer_harness import TimerHarness
 
 BOT = "tests/support/interrupt_bot.py"
 HELP = "Help: answer each question; /cancel stops, /start begins again."
-
-
-@pytest.fixture(params=["memory", "sqlite", "mongo"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_backend(request.param, tmp_path, request)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture(params=[10_000, 0], ids=["warm", "replayed"])
-def max_live(request: pytest.FixtureRequest) -> int:
-    return int(request.param)
 
 
 def harness(store: Store, max_live: int, clock: ManualClock | None = None, **options: Any) -> TimerHarness:

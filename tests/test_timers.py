@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -17,20 +17,8 @@ from convoflow.turns import Engine
 from convoflow.stores import Store
 from convoflow.wakeups import REMEMBER_IDS_SECONDS
 
-from tests.support.store_backends import open_backend
+from tests.support.store_backends import each_store, warm_and_replayed  # noqa: F401 (fixtures: store, max_live)
 from tests.support.timer_harness import TimerHarness
-
-
-@pytest.fixture(params=["memory", "sqlite", "mongo"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_backend(request.param, tmp_path, request)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture(params=[10_000, 0], ids=["warm", "replayed"])
-def max_live(request: pytest.FixtureRequest) -> int:
-    return int(request.param)
 
 
 def harness(dialog_factory: Any, store: Store, max_live: int, **options: Any) -> TimerHarness:
