@@ -19,7 +19,7 @@ async def test_a_post_waits_while_a_request_is_open_and_goes_once_it_is_answered
         first, second = asyncio.create_task(post("first")), asyncio.create_task(post("second"))
         for _ in range(20):
             await asyncio.sleep(0)
-        assert posted == [] and gate.open == 1
+        assert posted == [] and gate.open == 1 and gate.waiting == 2
     await asyncio.gather(first, second)
     assert posted == ["first", "second"]
     assert gate.waits == 2 and gate.open == 0
@@ -51,3 +51,11 @@ async def test_a_request_that_fails_still_counts_as_answered() -> None:
     assert gate.open == 0
     await asyncio.wait_for(gate.before_post(), 5.0)
     assert gate.waits == 0
+
+
+async def test_posts_released_by_the_longest_wait_are_not_kept_while_requests_stay_open() -> None:
+    gate = AnswersFirst(longest_wait=0.001)
+    with gate.answering():
+        for _ in range(5):
+            await asyncio.wait_for(gate.before_post(), 5.0)
+        assert gate.waits == 5 and gate.waiting == 0

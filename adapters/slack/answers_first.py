@@ -26,27 +26,44 @@ class AnswersFirst:
         """Requests received and not yet answered."""
         self.waits = 0
         """Posts that waited for requests to be answered (a count for tests and metrics)."""
-        self._quiet = asyncio.Event()
-        self._quiet.set()
+        self._waiting: dict[asyncio.Future[None], None] = {}
+        """The posts waiting, first come first released."""
+
+    @property
+    def waiting(self) -> int:
+        """Posts waiting now."""
+        return len(self._waiting)
 
     @contextmanager
     def answering(self) -> Iterator[None]:
         """Around the handling of one request, up to its answer."""
         self.open += 1
-        self._quiet.clear()
         try:
             yield
         finally:
             self.open -= 1
             if self.open == 0:
-                self._quiet.set()
+                waiting, self._waiting = self._waiting, {}
+                for waiter in waiting:
+                    _release(waiter)
 
     async def before_post(self) -> None:
         """Return once no request is open, or `longest_wait` has passed."""
         if self.open == 0:
             return
         self.waits += 1
+        # A future and a timer per post, not a task (asyncio.wait_for's): posts are many.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiting[waiter] = None
+        timer = loop.call_later(self.longest_wait, _release, waiter)
         try:
-            await asyncio.wait_for(self._quiet.wait(), self.longest_wait)
-        except asyncio.TimeoutError:
-            pass
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiting.pop(waiter, None)  # released by its timer (or cancelled): not kept
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
