@@ -48,6 +48,7 @@ from convoflow.types import JSON
 from convoflow.adapters.channel import BadAddress
 
 from convoflow.adapters.sent_parts import Deliveries
+from convoflow.adapters.slack.answers_first import AnswersFirst
 from convoflow.adapters.slack.events import (
     MalformedPayload, UnreadableBody, Workspace, bolt_request_for, from_action, from_command, from_message,
     partition, readable, signed, update_id,
@@ -100,6 +101,7 @@ class SlackChannel:
         self.app_token = app_token or None
         self.oauth = oauth
         self.deliveries = Deliveries()
+        self.answers_first = AnswersFirst()
         self.client = AsyncWebClient(
             token=bot_token,
             base_url=_api_base(api_url or SLACK_API_URL),
@@ -205,6 +207,10 @@ class SlackChannel:
     # --- HTTP routes ---------------------------------------------------------------------------
 
     async def _events(self, request: web.Request) -> web.Response:
+        with self.answers_first.answering():
+            return await self._answer(request)
+
+    async def _answer(self, request: web.Request) -> web.Response:
         # Bolt parses before it verifies, and trusts the types it finds: the signature is checked
         # first and the payload read here, by the status table of adapters.webhooks.
         body = await request.read()
@@ -239,8 +245,11 @@ class SlackChannel:
         bolt_log = log.getChild("bolt")
         bolt_log.addFilter(_bolt_noise)
         if self.oauth is None:
+            # `_events` checks every signature before Bolt sees the request: Bolt's own check would
+            # be a second HMAC of each body (Socket Mode needs none).
             app = AsyncApp(name="convoflow", logger=bolt_log, client=self.client,
-                           signing_secret=self.signing_secret or "", process_before_response=True)
+                           signing_secret=self.signing_secret or "", process_before_response=True,
+                           request_verification_enabled=False)
         else:
             app = oauth_app(self.oauth, self.client, self.signing_secret or "", bolt_log)
         app.event("message")(self._on_message)
@@ -328,6 +337,7 @@ class SlackChannel:
         async def post(arguments: dict[str, Any]) -> None:
             if token is not None:  # the session's workspace, outside any update's context
                 arguments = {**arguments, "token": token}
+            await self.answers_first.before_post()
             await client.chat_postMessage(**arguments)
 
         await post_reply(self.deliveries, reply, post)

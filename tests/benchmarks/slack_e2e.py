@@ -10,9 +10,11 @@ Phases, for each store:
   100 ms (Slack's own are tens of milliseconds), so turns queue up behind each other.
 
 Acknowledgement latency is the HTTP round trip of one event (Slack's deadline is 3 s); turn latency
-is from sending an event to its last reply reaching the fake Slack.
+is from sending an event to its last reply reaching the fake Slack; CPU/event is the convoflow
+process's CPU time (ms) per event, a figure the shared machine's noise moves less than latency.
 
     .venv/bin/python tests/benchmarks/slack_e2e.py
+    SLACK_E2E_STORES=memory .venv/bin/python tests/benchmarks/slack_e2e.py   # one store only
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Figures:
     turns: list[float] = field(default_factory=list)
     events: int = 0
     seconds: float = 0.0
+    cpu: float = float("nan")
+    """CPU seconds the convoflow process spent in the phase (Linux: /proc), startup excluded."""
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -115,15 +119,25 @@ async def phase(store_url: str, latency: float, run: object) -> Figures:
             await ready(http, app.base_url, server)
             if run is burst:  # every DM's game started first, so the burst measures turns only
                 await asyncio.gather(*[play_opening(app, f"D{n:04d}") for n in range(DMS)])
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_seconds(server.pid)
             await asyncio.gather(*[run(app, figures, f"D{n:04d}") for n in range(DMS)])  # type: ignore[operator]
             figures.seconds = time.perf_counter() - started
+            figures.cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         if server.returncode is None:
             server.send_signal(signal.SIGTERM)
         await server.wait()
         await fake.close()
     return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of process `pid` so far (nan where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def ready(http: aiohttp.ClientSession, base_url: str, server: asyncio.subprocess.Process) -> None:
@@ -148,7 +162,7 @@ async def play_opening(app: SlackApp, channel: str) -> None:
 async def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for store_name in ("memory", "sqlite"):
+        for store_name in os.environ.get("SLACK_E2E_STORES", "memory sqlite").split():
             for phase_name, latency, run in (("games", 0.0, play), ("burst", BURST_API_LATENCY, burst)):
                 url = "memory://" if store_name == "memory" else f"sqlite:///{Path(folder) / f'{phase_name}.db'}"
                 figures = await phase(url, latency, run)
@@ -157,14 +171,14 @@ async def main() -> None:
 
     ms = 1000.0
     header = (f"{'store':<7} {'phase':<6} {'API ms':>6} {'events':>6} {'events/s':>8} {'ack p50':>8} {'ack p99':>8} "
-              f"{'ack max':>8} {'turn p50':>9} {'turn p99':>9}")
+              f"{'ack max':>8} {'turn p50':>9} {'turn p99':>9} {'CPU/event':>9}")
     print(f"Slack e2e: {DMS} concurrent DMs, guessbot, loopback HTTP (latencies in ms)")
     print(header)
     print("-" * len(header))
     for store_name, phase_name, latency, f in rows:
         print(f"{store_name:<7} {phase_name:<6} {latency * ms:>6.0f} {f.events:>6} {f.events / f.seconds:>8.0f} "
               f"{percentile(f.acks, 50) * ms:>8.1f} {percentile(f.acks, 99) * ms:>8.1f} {max(f.acks) * ms:>8.1f} "
-              f"{percentile(f.turns, 50) * ms:>9.1f} {percentile(f.turns, 99) * ms:>9.1f}")
+              f"{percentile(f.turns, 50) * ms:>9.1f} {percentile(f.turns, 99) * ms:>9.1f} {f.cpu / f.events * ms:>9.2f}")
     worst = max(max(f.acks) for *_, f in rows)
     print(f"slowest acknowledgement: {worst * ms:.0f} ms = {worst / 3.0:.1%} of Slack's 3 s deadline; "
           f"mean turn {statistics.mean(t for *_, f in rows for t in f.turns) * ms:.0f} ms")

@@ -1,0 +1,61 @@
+"""Posts wait for the Slack requests in hand to be answered, never for long, and in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from convoflow.adapters.slack.answers_first import AnswersFirst
+
+
+async def test_a_post_waits_while_a_request_is_open_and_goes_once_it_is_answered() -> None:
+    gate = AnswersFirst(longest_wait=30.0)
+    posted: list[str] = []
+
+    async def post(text: str) -> None:
+        await gate.before_post()
+        posted.append(text)
+
+    with gate.answering():
+        first, second = asyncio.create_task(post("first")), asyncio.create_task(post("second"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert posted == [] and gate.open == 1 and gate.waiting == 2
+    await asyncio.gather(first, second)
+    assert posted == ["first", "second"]
+    assert gate.waits == 2 and gate.open == 0
+
+
+async def test_a_post_with_no_request_open_does_not_wait() -> None:
+    gate = AnswersFirst()
+    with gate.answering():
+        pass
+    await gate.before_post()
+    assert gate.waits == 0
+
+
+async def test_a_steady_stream_of_requests_holds_a_post_up_only_for_the_longest_wait() -> None:
+    gate = AnswersFirst(longest_wait=0.01)
+    with gate.answering():
+        await asyncio.wait_for(gate.before_post(), 5.0)  # returns although the request is still open
+        assert gate.open == 1
+    assert gate.waits == 1
+
+
+async def test_a_request_that_fails_still_counts_as_answered() -> None:
+    gate = AnswersFirst()
+    try:
+        with gate.answering():
+            raise RuntimeError("the handler failed")
+    except RuntimeError:
+        pass
+    assert gate.open == 0
+    await asyncio.wait_for(gate.before_post(), 5.0)
+    assert gate.waits == 0
+
+
+async def test_posts_released_by_the_longest_wait_are_not_kept_while_requests_stay_open() -> None:
+    gate = AnswersFirst(longest_wait=0.001)
+    with gate.answering():
+        for _ in range(5):
+            await asyncio.wait_for(gate.before_post(), 5.0)
+        assert gate.waits == 5 and gate.waiting == 0
