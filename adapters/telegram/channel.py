@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from aiohttp import web
-from telegram import Bot, CallbackQuery, Update
+from telegram import Bot, Update
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application
 from telegram.warnings import PTBUserWarning
@@ -47,7 +47,7 @@ from convoflow.adapters.telegram.render import render
 from convoflow.adapters.telegram.touches import chosen_edit, menu, typing
 from convoflow.adapters.telegram.request import AiohttpRequest
 from convoflow.adapters.telegram.updates import (
-    BotIdentity, MalformedUpdate, Migration, UnreadableBody, parse_update, partition, translate,
+    BotIdentity, MalformedUpdate, Migration, Raw, UnreadableBody, parse_update, partition, translate,
 )
 from convoflow.adapters.webhooks import Unhandled, acknowledge_unhandled, unreadable
 from convoflow.delivery import Undeliverable
@@ -251,7 +251,7 @@ class TelegramChannel:
             return web.Response(status=503, text="starting", headers={"Retry-After": "1"})
         body = await request.read()  # aiohttp answers 413 above the app's client_max_size
         try:
-            work = self._work(parse_update(body, self.bot))
+            work = self._work(parse_update(body))
         except UnreadableBody as error:
             return unreadable(self.name, str(error))
         except MalformedUpdate as error:  # retrying cannot help: acknowledged (see adapters.webhooks)
@@ -260,21 +260,22 @@ class TelegramChannel:
             return web.Response(status=503, text="not processed; deliver again")
         return web.Response(text="ok")
 
-    def _work(self, update: Update) -> Work | None:
-        """What an update asks of the engine, or None when it asks nothing. Raises MalformedUpdate."""
-        if update.callback_query is not None:  # answered in any case, so the button stops spinning
-            self.runner.spawn(self._answer(update.callback_query.id))
+    def _work(self, update: Raw) -> Work | None:
+        """What an update (its JSON) asks of the engine, or None when it asks nothing. Raises MalformedUpdate."""
+        query = update.get("callback_query")
+        if query is not None:  # answered in any case, so the button stops spinning
+            self.runner.spawn(self._answer(query["id"]))
         found = translate(update, self.identity, self.runner.engine.app, self.options.edited_messages)
         if isinstance(found, Incoming):
             work = self.runner.turn(replace(found, address={VIA: self.name, **found.address}), self.send)
-            return self._touched(work, found, update.callback_query)
+            return self._touched(work, found, query)
         if isinstance(found, Migration):
             return Work(f"migration of chat {found.old_chat} to {found.new_chat}",
                         lambda committed: self._migrate(found, committed))
-        log.debug("update %s ignored: %s", update.update_id, found.reason)
+        log.debug("update %s ignored: %s", update["update_id"], found.reason)
         return None
 
-    def _touched(self, work: Work, incoming: Incoming, query: CallbackQuery | None) -> Work:
+    def _touched(self, work: Work, incoming: Incoming, query: Raw | None) -> Work:
         """The turn, with "typing..." shown while it runs past a second, and once it has
         committed a pressed question's keyboard replaced by the choice made."""
         where: dict[str, Any] = {"chat_id": incoming.address["chat_id"]}
@@ -300,7 +301,7 @@ class TelegramChannel:
 
         return Work(work.label, attempt)
 
-    async def _show_choice(self, query: CallbackQuery) -> None:
+    async def _show_choice(self, query: Raw) -> None:
         edit = chosen_edit(query)
         if edit is None:
             return
@@ -312,7 +313,7 @@ class TelegramChannel:
     async def _through(self, update: Update) -> bool:
         """A polled update taken through its turn: True once committed (or nothing to do)."""
         try:
-            work = self._work(update)
+            work = self._work(update.to_dict())
         except MalformedUpdate as error:  # retrying cannot help: confirmed
             log.warning("polled update refused: %s", error)
             return True
