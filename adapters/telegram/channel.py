@@ -12,8 +12,9 @@ Around the conversation (`touches.py`): the bot's commands and interrupt command
 with setMyCommands at start-up, a pressed question's keyboard is replaced by the choice made, and
 the chat shows "typing..." while a turn runs longer than about a second.
 
-Replies go out through PTB's bot with its AIORateLimiter (which also waits out 429 RetryAfter)
-over one aiohttp session. A user who blocked the bot, or a chat that is gone, ends the reply as
+Replies go out through PTB's AIORateLimiter (which also waits out 429 RetryAfter) and request
+layer over one aiohttp session, their answers kept raw (`request.call`): a Message parsed from
+each answer would go unread. A user who blocked the bot, or a chat that is gone, ends the reply as
 undeliverable; network errors and 5xx answers are retried with backoff. A long reply goes out in
 parts, each retried on its own; a reply attempted again skips the parts already sent.
 
@@ -30,7 +31,6 @@ import hmac
 import logging
 import re
 import sys
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -38,14 +38,13 @@ from aiohttp import web
 from telegram import Bot, Update
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application
-from telegram.warnings import PTBUserWarning
 
 from convoflow.adapters.channel import BadAddress, StartFailed
 from convoflow.adapters.sent_parts import Deliveries
 from convoflow.adapters.telegram.polling import Poller
 from convoflow.adapters.telegram.render import render
 from convoflow.adapters.telegram.touches import chosen_edit, menu, typing
-from convoflow.adapters.telegram.request import AiohttpRequest
+from convoflow.adapters.telegram.request import AiohttpRequest, call
 from convoflow.adapters.telegram.updates import (
     BotIdentity, MalformedUpdate, Migration, Raw, UnreadableBody, parse_update, partition, translate,
 )
@@ -70,10 +69,6 @@ DEFAULT_API_URL = "https://api.telegram.org"
 ACK_SECONDS = 30.0
 """How long a webhook call waits for its turn's commit before it is answered 503 (Telegram awaits an
 answer for about a minute, and holds the chat's later updates while it retries)."""
-RAW_SENDS_WARNING = r"Please use 'Bot\.(send_(message|photo|document)|editMessage(Text|ReplyMarkup))'"
-"""Replies go out through `Bot.do_api_request`, which returns the raw answer: the typed send_*
-methods would parse each answer into a Message nobody reads (a fifth of a turn's CPU). PTB warns
-towards the typed methods; for these sends the raw call is meant."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +124,6 @@ class TelegramChannel:
             raise ValueError("webhook mode needs a webhook secret")
         if webhook_secret is not None and not SECRET_PATTERN.fullmatch(webhook_secret):
             raise ValueError("the webhook secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
-        warnings.filterwarnings("ignore", RAW_SENDS_WARNING, PTBUserWarning)
         self.runner = runner
         self.options = options
         self.deliveries = Deliveries()
@@ -306,7 +300,7 @@ class TelegramChannel:
         if edit is None:
             return
         try:
-            await self.bot.do_api_request(edit[0], api_kwargs=edit[1])
+            await call(self.bot, self._requests[0], *edit)
         except TelegramError as error:  # too old to edit, edited already, deleted: the answer stands
             log.debug("%s after a press: %s", edit[0], error)
 
@@ -344,7 +338,7 @@ class TelegramChannel:
         attempt = 0
         while True:
             try:
-                await self.bot.do_api_request(method, api_kwargs=kwargs)
+                await call(self.bot, self._requests[0], method, kwargs)
                 return
             except (Forbidden, BadRequest) as error:  # blocked, kicked, chat gone, refused content
                 raise Undeliverable(f"{method} to chat {kwargs['chat_id']}: {error.message}") from error
