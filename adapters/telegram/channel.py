@@ -37,7 +37,7 @@ from typing import Any, Callable
 from aiohttp import web
 from telegram import Bot, Update
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application
+from telegram.ext import AIORateLimiter, Application, ExtBot
 
 from convoflow.adapters.channel import BadAddress, StartFailed
 from convoflow.adapters.sent_parts import Deliveries
@@ -157,7 +157,7 @@ class TelegramChannel:
             log.warning("a webhook secret is set but no webhook URL: polling, the secret is unused")
 
     @property
-    def bot(self) -> Bot:
+    def bot(self) -> ExtBot[Any]:
         return self.application.bot
 
     def routes(self) -> list[web.RouteDef]:
