@@ -1,25 +1,22 @@
-"""Telegram updates, parsed by python-telegram-bot, as convoflow Incoming messages."""
+"""Telegram updates (their JSON, checked by parse_update) as convoflow Incoming messages."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from telegram import Bot, Update
-
 from convoflow.adapters.telegram.updates import BotIdentity, Ignored, MalformedUpdate, Migration, parse_update, translate
 from convoflow.buttons import ButtonRef
 from convoflow.messages import Incoming, Media, SessionKey
-from tests.support.fake_telegram import BOT_ID, BOT_USER, TOKEN, USERNAME, group_chat, message, press, private_chat, user
+from tests.support.fake_telegram import BOT_ID, BOT_USER, USERNAME, group_chat, message, press, private_chat, user
 
 ME = BotIdentity(BOT_ID, USERNAME)
-PTB = Bot(TOKEN)
 TEAM = group_chat(-100200)
 BO = user(5, "Bo")
 
 
 def incoming(update: dict[str, Any], edited: bool = False) -> Incoming | Migration | Ignored:
-    return translate(Update.de_json(update, PTB), ME, "app", edited)
+    return translate(update, ME, "app", edited)
 
 
 def key(*scopes: int) -> SessionKey:
@@ -124,13 +121,12 @@ def test_migration_edits_and_other_senders() -> None:
 
 def test_bodies_that_are_not_updates() -> None:
     with pytest.raises(MalformedUpdate, match="not JSON"):
-        parse_update(b"\xff\xfe", PTB)
+        parse_update(b"\xff\xfe")
     with pytest.raises(MalformedUpdate, match="no integer update_id"):
-        parse_update(b'{"update_id": true}', PTB)
+        parse_update(b'{"update_id": true}')
     with pytest.raises(MalformedUpdate, match="not a valid Telegram Update"):
-        parse_update(b'{"update_id": 1, "message": {"message_id": 1, "date": "yesterday", "chat": {"id": 1, "type": "private"}}}', PTB)
-    assert parse_update(b'{"update_id": 1, "message": {"message_id": 1, "date": 1700000000, "chat": {"id": 1, "type": "private"}}}',
-                        PTB).update_id == 1
+        parse_update(b'{"update_id": 1, "message": {"message_id": 1, "date": "yesterday", "chat": {"id": 1, "type": "private"}}}')
+    assert parse_update(b'{"update_id": 1, "message": {"message_id": 1, "date": 1700000000, "chat": {"id": 1, "type": "private"}}}')["update_id"] == 1
 
 
 def test_in_a_group_a_press_counts_only_for_the_member_the_question_was_for() -> None:

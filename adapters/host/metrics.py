@@ -47,25 +47,35 @@ class Metrics:
                                  "(readable, but not something the bot can take), by channel and reason.",
                                  ["channel", "reason"], registry=registry)
         self._pending: dict[SessionKey, int] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: prometheus_client validates and looks labels up on every
+        call, a cost paid several times a turn."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def on_unhandled(self, unhandled: Unhandled) -> None:
         self.unhandled.labels(unhandled.channel, unhandled.reason).inc()
 
     def on_turn(self, turn: TurnOutcome) -> None:
-        channel = turn.channel
-        self.turns.labels(channel, turn.outcome).inc()
+        channel, child = turn.channel, self.child
+        child(self.turns, channel, turn.outcome).inc()
         if turn.outcome in FAILURES:
-            self.failures.labels(channel, turn.outcome).inc()
+            child(self.failures, channel, turn.outcome).inc()
         if turn.outcome == "duplicate":
-            self.duplicates.labels(channel).inc()
+            child(self.duplicates, channel).inc()
         if turn.conflicts:
-            self.conflicts.labels(channel).inc(turn.conflicts)
-        self.replies.labels(channel).inc(turn.replies)
-        self.latency.labels(channel).observe(turn.seconds)
+            child(self.conflicts, channel).inc(turn.conflicts)
+        child(self.replies, channel).inc(turn.replies)
+        child(self.latency, channel).observe(turn.seconds)
         before = self._pending.pop(turn.key, 0)
         if turn.pending:
             self._pending[turn.key] = turn.pending
-        self.backlog.labels(channel).inc(turn.pending - before)
+        child(self.backlog, channel).inc(turn.pending - before)
 
 
 class ChannelDeliveries(Collector):
@@ -147,8 +157,8 @@ class MeteredStore:
         try:
             return await call
         finally:
-            self.metrics.round_trips.labels(operation).inc()
-            self.metrics.store_seconds.labels(operation).observe(time.perf_counter() - started)
+            self.metrics.child(self.metrics.round_trips, operation).inc()
+            self.metrics.child(self.metrics.store_seconds, operation).observe(time.perf_counter() - started)
 
     def scan(self, app: str, batch: int = 500) -> AsyncIterator[Session]:
         return self.store.scan(app, batch)

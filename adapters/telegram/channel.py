@@ -12,8 +12,9 @@ Around the conversation (`touches.py`): the bot's commands and interrupt command
 with setMyCommands at start-up, a pressed question's keyboard is replaced by the choice made, and
 the chat shows "typing..." while a turn runs longer than about a second.
 
-Replies go out through PTB's bot with its AIORateLimiter (which also waits out 429 RetryAfter)
-over one aiohttp session. A user who blocked the bot, or a chat that is gone, ends the reply as
+Replies go out through PTB's AIORateLimiter (which also waits out 429 RetryAfter) and request
+layer over one aiohttp session, their answers kept raw (`request.call`): a Message parsed from
+each answer would go unread. A user who blocked the bot, or a chat that is gone, ends the reply as
 undeliverable; network errors and 5xx answers are retried with backoff. A long reply goes out in
 parts, each retried on its own; a reply attempted again skips the parts already sent.
 
@@ -30,24 +31,22 @@ import hmac
 import logging
 import re
 import sys
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from aiohttp import web
-from telegram import Bot, CallbackQuery, Update
+from telegram import Bot, Update
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application
-from telegram.warnings import PTBUserWarning
+from telegram.ext import AIORateLimiter, Application, ExtBot
 
 from convoflow.adapters.channel import BadAddress, StartFailed
 from convoflow.adapters.sent_parts import Deliveries
 from convoflow.adapters.telegram.polling import Poller
 from convoflow.adapters.telegram.render import render
 from convoflow.adapters.telegram.touches import chosen_edit, menu, typing
-from convoflow.adapters.telegram.request import AiohttpRequest
+from convoflow.adapters.telegram.request import AiohttpRequest, call
 from convoflow.adapters.telegram.updates import (
-    BotIdentity, MalformedUpdate, Migration, UnreadableBody, parse_update, partition, translate,
+    BotIdentity, MalformedUpdate, Migration, Raw, UnreadableBody, parse_update, partition, translate,
 )
 from convoflow.adapters.webhooks import Unhandled, acknowledge_unhandled, unreadable
 from convoflow.delivery import Undeliverable
@@ -70,10 +69,6 @@ DEFAULT_API_URL = "https://api.telegram.org"
 ACK_SECONDS = 30.0
 """How long a webhook call waits for its turn's commit before it is answered 503 (Telegram awaits an
 answer for about a minute, and holds the chat's later updates while it retries)."""
-RAW_SENDS_WARNING = r"Please use 'Bot\.(send_(message|photo|document)|editMessage(Text|ReplyMarkup))'"
-"""Replies go out through `Bot.do_api_request`, which returns the raw answer: the typed send_*
-methods would parse each answer into a Message nobody reads (a fifth of a turn's CPU). PTB warns
-towards the typed methods; for these sends the raw call is meant."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +124,6 @@ class TelegramChannel:
             raise ValueError("webhook mode needs a webhook secret")
         if webhook_secret is not None and not SECRET_PATTERN.fullmatch(webhook_secret):
             raise ValueError("the webhook secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
-        warnings.filterwarnings("ignore", RAW_SENDS_WARNING, PTBUserWarning)
         self.runner = runner
         self.options = options
         self.deliveries = Deliveries()
@@ -163,7 +157,7 @@ class TelegramChannel:
             log.warning("a webhook secret is set but no webhook URL: polling, the secret is unused")
 
     @property
-    def bot(self) -> Bot:
+    def bot(self) -> ExtBot[Any]:
         return self.application.bot
 
     def routes(self) -> list[web.RouteDef]:
@@ -251,7 +245,7 @@ class TelegramChannel:
             return web.Response(status=503, text="starting", headers={"Retry-After": "1"})
         body = await request.read()  # aiohttp answers 413 above the app's client_max_size
         try:
-            work = self._work(parse_update(body, self.bot))
+            work = self._work(parse_update(body))
         except UnreadableBody as error:
             return unreadable(self.name, str(error))
         except MalformedUpdate as error:  # retrying cannot help: acknowledged (see adapters.webhooks)
@@ -260,21 +254,22 @@ class TelegramChannel:
             return web.Response(status=503, text="not processed; deliver again")
         return web.Response(text="ok")
 
-    def _work(self, update: Update) -> Work | None:
-        """What an update asks of the engine, or None when it asks nothing. Raises MalformedUpdate."""
-        if update.callback_query is not None:  # answered in any case, so the button stops spinning
-            self.runner.spawn(self._answer(update.callback_query.id))
+    def _work(self, update: Raw) -> Work | None:
+        """What an update (its JSON) asks of the engine, or None when it asks nothing. Raises MalformedUpdate."""
+        query = update.get("callback_query")
+        if query is not None:  # answered in any case, so the button stops spinning
+            self.runner.spawn(self._answer(query["id"]))
         found = translate(update, self.identity, self.runner.engine.app, self.options.edited_messages)
         if isinstance(found, Incoming):
             work = self.runner.turn(replace(found, address={VIA: self.name, **found.address}), self.send)
-            return self._touched(work, found, update.callback_query)
+            return self._touched(work, found, query)
         if isinstance(found, Migration):
             return Work(f"migration of chat {found.old_chat} to {found.new_chat}",
                         lambda committed: self._migrate(found, committed))
-        log.debug("update %s ignored: %s", update.update_id, found.reason)
+        log.debug("update %s ignored: %s", update["update_id"], found.reason)
         return None
 
-    def _touched(self, work: Work, incoming: Incoming, query: CallbackQuery | None) -> Work:
+    def _touched(self, work: Work, incoming: Incoming, query: Raw | None) -> Work:
         """The turn, with "typing..." shown while it runs past a second, and once it has
         committed a pressed question's keyboard replaced by the choice made."""
         where: dict[str, Any] = {"chat_id": incoming.address["chat_id"]}
@@ -300,19 +295,19 @@ class TelegramChannel:
 
         return Work(work.label, attempt)
 
-    async def _show_choice(self, query: CallbackQuery) -> None:
+    async def _show_choice(self, query: Raw) -> None:
         edit = chosen_edit(query)
         if edit is None:
             return
         try:
-            await self.bot.do_api_request(edit[0], api_kwargs=edit[1])
+            await call(self.bot, self._requests[0], *edit)
         except TelegramError as error:  # too old to edit, edited already, deleted: the answer stands
             log.debug("%s after a press: %s", edit[0], error)
 
     async def _through(self, update: Update) -> bool:
         """A polled update taken through its turn: True once committed (or nothing to do)."""
         try:
-            work = self._work(update)
+            work = self._work(update.to_dict())
         except MalformedUpdate as error:  # retrying cannot help: confirmed
             log.warning("polled update refused: %s", error)
             return True
@@ -343,7 +338,7 @@ class TelegramChannel:
         attempt = 0
         while True:
             try:
-                await self.bot.do_api_request(method, api_kwargs=kwargs)
+                await call(self.bot, self._requests[0], method, kwargs)
                 return
             except (Forbidden, BadRequest) as error:  # blocked, kicked, chat gone, refused content
                 raise Undeliverable(f"{method} to chat {kwargs['chat_id']}: {error.message}") from error

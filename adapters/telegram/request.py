@@ -1,4 +1,5 @@
-"""python-telegram-bot's request layer over one aiohttp ClientSession.
+"""python-telegram-bot's request layer over one aiohttp ClientSession, and the one way replies
+reach it (`call`).
 
 PTB's default request class (httpx) caps a busy bot at a few hundred calls per second; aiohttp,
 which already serves our webhooks, keeps pace with the rest of the turn.
@@ -7,11 +8,14 @@ which already serves our webhooks, keeps pace with the rest of the turn.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from telegram.error import NetworkError, TimedOut
+from telegram.ext import ExtBot
 from telegram.request import BaseRequest, RequestData
+from telegram.request._requestparameter import RequestParameter
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -69,6 +73,27 @@ class AiohttpRequest(BaseRequest):
             raise TimedOut(f"{method} {_endpoint(url)} timed out") from error
         except aiohttp.ClientError as error:
             raise NetworkError(f"aiohttp.{type(error).__name__}: {error}") from error
+
+
+async def call(bot: ExtBot[Any], request: BaseRequest, method: str, kwargs: dict[str, Any]) -> Any:
+    """One Bot API call (`method` spelled `send_message` or `sendMessage`), through the bot's rate
+    limiter (which waits out 429 RetryAfter) and `request` (which raises PTB's errors for error
+    answers), its result the answer's raw `result`. What `bot.do_api_request` does, less its
+    layers of defaults, warnings and logging."""
+    endpoint = _camel(method)
+    data = {name: value for name, value in kwargs.items() if value is not None}
+    body = RequestData([RequestParameter.from_input(name, value) for name, value in data.items()])
+    url = f"{bot.base_url}/{endpoint}"
+    if bot.rate_limiter is None:
+        return await request.post(url, body)
+    return await bot.rate_limiter.process_request(
+        callback=request.post, args=(url, body), kwargs={}, endpoint=endpoint, data=data, rate_limit_args=None,
+    )
+
+
+def _camel(method: str) -> str:
+    first, *rest = method.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def _given(value: object, default: float | None) -> float | None:

@@ -9,10 +9,11 @@ import logging
 import re
 from typing import Any, Mapping
 
-from telegram import BotCommand, CallbackQuery, InlineKeyboardMarkup, Message
+from telegram import BotCommand
 from telegram.constants import MessageLimit
 
 from convoflow.adapters.text_parts import utf16_units
+from convoflow.adapters.telegram.updates import Raw, accessible
 
 log = logging.getLogger("convoflow.telegram")
 
@@ -42,27 +43,27 @@ def menu(handlers: Mapping[str, Any]) -> list[BotCommand]:
     return commands
 
 
-def chosen_edit(query: CallbackQuery) -> tuple[str, dict[str, Any]] | None:
+def chosen_edit(query: Raw) -> tuple[str, dict[str, Any]] | None:
     """The edit that replaces a pressed question's keyboard by the choice made: editMessageText
     (the question, then "✓ label") or, when that would not fit or the question has no text,
     editMessageReplyMarkup without a keyboard. None when the message cannot be edited."""
-    message = query.message
-    if not isinstance(message, Message):
+    message = query.get("message")
+    if message is None or not accessible(message):
         return None
-    where = {"chat_id": message.chat.id, "message_id": message.message_id}
-    label = _label(message.reply_markup, query.data)
-    if message.text and label is not None:
-        text = f"{message.text}\n\n\u2713 {label}"
+    where = {"chat_id": message["chat"]["id"], "message_id": message["message_id"]}
+    label = _label(message.get("reply_markup"), query.get("data"))
+    if message.get("text") and label is not None:
+        text = f"{message['text']}\n\n\u2713 {label}"
         if utf16_units(text) <= MessageLimit.MAX_TEXT_LENGTH:
             return "editMessageText", {**where, "text": text}
     return "editMessageReplyMarkup", where
 
 
-def _label(markup: InlineKeyboardMarkup | None, data: str | None) -> str | None:
-    for row in markup.inline_keyboard if markup is not None else ():
+def _label(markup: Raw | None, data: str | None) -> str | None:
+    for row in (markup.get("inline_keyboard") or ()) if markup is not None else ():
         for button in row:
-            if button.callback_data == data:
-                return button.text
+            if button.get("callback_data") == data:
+                return str(button["text"])
     return None
 
 
