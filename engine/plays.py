@@ -100,7 +100,7 @@ class PlaysByState:
 
     def take(self, state: DialogState) -> Play | None:
         """The play suspended at exactly this state, removed from the cache; None when there is none
-        (the turn then replays, on a private copy: see `play_for`)."""
+        (the turn then replays, on a private copy: see convoflow.runners.prepare)."""
         self.close_released()
         held = self._held.pop(id(state), None)
         if held is None:
