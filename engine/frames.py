@@ -100,8 +100,8 @@ class Frame:
                 values.extend([value] * count)
                 encoded.append([name, value, _SINGLE if count == 1 else _REPEAT, count, meta or None, fingerprint, chain])
             names.extend([name] * (len(values) - start))
-            if name == INPUT and not meta and fingerprint is None and chain is None and all(
-                type(item) in _SCALARS for item in (value if each else (value,))
+            if name == INPUT and not meta and fingerprint is None and chain is None and _SCALARS.issuperset(
+                map(type, value if each else (value,))
             ):
                 frame.plain_answers[start] = len(names)
             if chain is not None:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Generic, Literal, Protocol, Sequence, TypeVar
 from convoflow.fingerprints import ask_fingerprint
 from convoflow.messages import Option, Text
 from convoflow.player import Play
-from convoflow.plays import SuspendedPlays, close_quietly
+from convoflow.plays import PlaysByState, close_quietly, copy_back, private_copy
 from convoflow.replay import DialogState, new_empty_state
 from convoflow.dialogs import BaseDialog, GenDialog, decorate, get_client_response, send_message
 
@@ -63,26 +63,25 @@ class InMemoryPersistence(Generic[M]):
         self.state = state
 
 
-SUSPENDED: SuspendedPlays[int] = SuspendedPlays(10_000)
-"""The seed runners' suspended plays, by the identity of the state they play (a kept play holds its
-state, so the identity stays unique while it is kept)."""
+SUSPENDED = PlaysByState(10_000)
+"""The seed runners' suspended plays, each kept while its caller holds the state it plays."""
 
 
 def prepare(dialog: BaseDialog[Any], state: DialogState, fallback: BaseDialog[Any] | None, response: Any) -> Play:
-    """The play for this turn: the one suspended playing `state`, or a new one that replays."""
-    play = SUSPENDED.take(id(state), state)  # taken out; kept again only when the turn completes
+    """The play for this turn: the one suspended at `state`, or a new one that replays (on a
+    private copy of `state`, so that the kept play never keeps the caller's state alive)."""
+    play = SUSPENDED.take(state)  # taken out; kept again only when the turn completes
     if play is None or play.top != dialog or play.fallback != fallback:
         if play is not None:
             close_quietly(play)
-        play = Play(dialog, state, fallback)
+        play = Play(dialog, private_copy(state), fallback)
     play.begin(response)
     return play
 
 
-def finish(play: Play, done: bool) -> DialogStep:
-    state = play.state
+def finish(play: Play, state: DialogState, done: bool) -> DialogStep:
     if not done:
-        SUSPENDED.keep(id(state), state, play)
+        SUSPENDED.keep(state, play)
     messages = list(play.outbox)
     if done:
         return DialogStepDone(state.return_value, messages)
@@ -104,7 +103,11 @@ def run_gen_dialog(
     step = _done_already(state)
     if step is None:
         play = prepare(dialog, state, fallback_dialog, client_response)
-        step = finish(play, play.step_sync())
+        try:
+            done = play.step_sync()
+        finally:
+            copy_back(play.state, copy_to=state)
+        step = finish(play, state, done)
     persistence.save_state(state)
     return step
 
@@ -124,7 +127,11 @@ async def run_async_gen_dialog(
     step = _done_already(state)
     if step is None:
         play = prepare(dialog, state, fallback_dialog, client_response)
-        step = finish(play, await play.step_async())
+        try:
+            done = await play.step_async()
+        finally:
+            copy_back(play.state, copy_to=state)
+        step = finish(play, state, done)
     persistence.save_state(state)
     return step
 
