@@ -317,7 +317,7 @@ def _web_expected(path: str, body: bytes, tokens: set[str], secret: str) -> set[
     if len(body) > WebOptions().max_body:
         return {413}
     try:
-        tree = json.loads(body, parse_constant=_refuse)
+        tree = json.loads(body or b"{}", parse_constant=_refuse)  # an empty body reads as {}
     except (ValueError, RecursionError):
         return {400}
     if not isinstance(tree, dict):
