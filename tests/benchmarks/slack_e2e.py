@@ -35,6 +35,7 @@ import aiohttp  # noqa: E402
 
 from tests.support.fake_slack import FakeSlack  # noqa: E402
 from tests.support.mongo_server import free_port  # noqa: E402
+from tests.support.readiness import until_ready  # noqa: E402
 from tests.support.slack_harness import SlackApp  # noqa: E402
 from tests.support.slack_payloads import SIGNING_SECRET, dm  # noqa: E402
 
@@ -141,17 +142,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def ready(http: aiohttp.ClientSession, base_url: str, server: asyncio.subprocess.Process) -> None:
-    for _ in range(600):
-        try:
-            async with http.get(base_url + "/healthz?ready=1") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        if server.returncode is not None:
-            raise RuntimeError(f"convoflow exited with {server.returncode} before it was ready")
-        await asyncio.sleep(0.05)
-    raise RuntimeError("convoflow did not become ready in 30 s")
+    await until_ready(http, base_url, lambda: None if server.returncode is None else
+                      f"convoflow exited with {server.returncode} before it was ready")
 
 
 async def play_opening(app: SlackApp, channel: str) -> None:

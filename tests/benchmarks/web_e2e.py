@@ -33,6 +33,7 @@ import aiohttp  # noqa: E402
 from convoflow.adapters.web.channel import WebOptions  # noqa: E402
 from convoflow.stores import open_store  # noqa: E402
 from tests.support.mongo_server import free_port  # noqa: E402
+from tests.support.readiness import until_ready  # noqa: E402
 
 VISITORS = 100
 MESSAGES = 20
@@ -61,18 +62,6 @@ def serve(store_url: str, port: int) -> None:
         await asyncio.Event().wait()
 
     asyncio.run(main())
-
-
-async def ready(http: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(600):
-        try:
-            async with http.get(url + "/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} never came up")
 
 
 async def visitor(http: aiohttp.ClientSession, post_url: str, stream_url: str, turns: list[float],
@@ -131,7 +120,7 @@ async def measure(name: str, store_urls: list[str]) -> None:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
             for url in urls:
-                await ready(http, url)
+                await until_ready(http, url, path="/healthz")
             turns: list[float] = []
             pushes: list[float] = []
             streamed: list[float] = []

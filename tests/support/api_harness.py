@@ -19,6 +19,7 @@ from convoflow.stores import Store, open_store
 from tests.support.fake_slack import FakeSlack
 from tests.support.fake_telegram import TOKEN, FakeTelegram, message, private_chat
 from tests.support.mongo_server import free_port
+from tests.support.readiness import until_ready
 from tests.support.slack_payloads import SIGNING_SECRET, dm, event_callback, signed_headers
 
 API_TOKEN = "test-api-token-0123456789"
@@ -116,14 +117,11 @@ async def serving(tmp_path: Path, bot: str = OUTREACH, api_token: str | None = A
 
 
 async def wait_ready(http: aiohttp.ClientSession, url: str, server: asyncio.Task[None]) -> None:
-    for _ in range(1800):
+    """Until the server in `server` is ready; its own error if it failed first."""
+    def gone() -> str | None:
         if server.done():
-            server.result()
-        try:
-            async with http.get(url + "/healthz?ready=1") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("the server did not become ready")
+            server.result()  # raises what the server raised
+            return "the server stopped before it was ready"
+        return None
+
+    await until_ready(http, url, gone, seconds=90.0)
