@@ -322,6 +322,29 @@ async def test_a_retry_storm_is_processed_once(fake: FakeSlack) -> None:
     assert session is not None and session.seen.count(f"slack:T111:D111:{event['ts']}") == 1
 
 
+async def test_auth_test_is_asked_once_at_start_not_by_each_first_update(fake: FakeSlack) -> None:
+    async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
+        assert len(fake.called("auth.test")) == 1  # before any update
+        channels = [f"D{n:03d}" for n in range(20)]
+        replies = await asyncio.gather(*[app.send(dm("hi", channel=c, user=f"W{c}")) for c in channels])
+        assert [r.status for r in replies] == [200] * len(channels)
+        for channel in channels:
+            assert texts(await fake.next_posts(channel, 2))[0] == "Guess a number between 1 and 10."
+    assert len(fake.called("auth.test")) == 1
+
+
+async def test_a_token_refused_at_start_is_asked_about_again_with_the_first_update(
+    fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail("auth.test", "invalid_auth")
+    with caplog.at_level(logging.ERROR, logger="convoflow.slack"):
+        async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
+            assert "auth.test refused the bot token (invalid_auth)" in caplog.text
+            assert (await app.send(dm("hi"))).status == 200  # Bolt asked again, and was answered
+            assert texts(await fake.next_posts("D111", 2))[0] == "Guess a number between 1 and 10."
+    assert len(fake.called("auth.test")) == 2
+
+
 async def test_the_same_message_as_app_mention_and_as_message_is_one_turn(fake: FakeSlack) -> None:
     outcomes: list[str] = []
     async with running_slack(bot_engine("bots/signup.py", MemoryStore(), outcomes), fake) as app:
