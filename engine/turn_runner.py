@@ -142,8 +142,8 @@ class TurnRunner:
 
         def settle(ok: bool) -> None:
             nonlocal first
-            if first is not None:
-                first, told = None, first
+            told, first = first, None
+            if told is not None:
                 told(ok)
 
         try:
