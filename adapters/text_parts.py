@@ -23,8 +23,9 @@ LINE_BREAKS = frozenset({"\n", "\r\n", "\r", "\u2028", "\u2029"})
 
 
 def utf16_units(text: str) -> int:
-    """The length Telegram (and JavaScript) count: astral characters take two units."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+    """The length Telegram (and JavaScript) count: astral characters take two units (a lone
+    surrogate, which JSON can carry, one)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def split_text(text: str, limit: int, measure: Callable[[str], int] = utf16_units) -> list[str]:

@@ -78,31 +78,39 @@ class TurnRunner:
         `ack_seconds` by default). The work goes on meanwhile: its delivery, its retries once
         committed."""
         deadline = self.ack_seconds if within is None else within
-        committed = asyncio.Event()
-        first: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        task = self.spawn(self._attempts(work, committed, first, redelivered=True))
-        waiting = asyncio.ensure_future(committed.wait())
-        watched: list[asyncio.Future[Any]] = [waiting, first, task]
-        await asyncio.wait(watched, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if committed.is_set():
-            return True
-        if first.done() and not first.cancelled():
-            return first.result()
-        if not task.done():
-            log.warning("%s not committed within %gs: asked for again, it goes on", work.label, deadline)
-        return False
+        loop = asyncio.get_running_loop()
+        # One future settled by whichever comes first (the commit, the first attempt's end, the
+        # deadline) and no helper tasks: each hop through the event loop delays the answer by
+        # every callback queued ahead of it, and a busy process has many.
+        answered: asyncio.Future[bool | None] = loop.create_future()
+
+        def settle(ok: bool | None) -> None:
+            if not answered.done():
+                answered.set_result(ok)
+
+        committed = _Committed(lambda: settle(True))
+        timer = loop.call_later(deadline, settle, None)
+        task = self.spawn(self._attempts(work, committed, settle, redelivered=True))
+        try:
+            ok = await answered
+        finally:
+            timer.cancel()
+        if ok is None:
+            if not task.done():
+                log.warning("%s not committed within %gs: asked for again, it goes on", work.label, deadline)
+            return False
+        return ok
 
     def take(self, work: Work) -> None:
         """Run the work of an update the platform will not deliver again, in the background,
         retrying it until it has gone through (or the retries run out)."""
-        self.spawn(self._attempts(work, asyncio.Event(), None, redelivered=False))
+        self.spawn(self._attempts(work, _Committed(), None, redelivered=False))
 
     async def complete(self, work: Work) -> bool:
         """Run the work to its end (delivery and retries included); True when it committed."""
-        committed = asyncio.Event()
+        committed = _Committed()
         await self.spawn(self._attempts(work, committed, None, redelivered=False))
-        return committed.is_set()
+        return committed.done
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `work` as a task in flight: shutdown waits for it."""
@@ -126,26 +134,28 @@ class TurnRunner:
             await asyncio.wait(list(self._tasks), timeout=left)
 
     async def _attempts(
-        self, work: Work, committed: asyncio.Event, first: asyncio.Future[bool] | None, redelivered: bool
+        self, work: Work, committed: _Committed, first: Callable[[bool], None] | None, redelivered: bool
     ) -> None:
         """Attempt `work` until it has gone through. With `redelivered` (the platform delivers an
         unacknowledged update again), an attempt that did not commit is left to that redelivery.
-        `first` learns how the first attempt ended: True without error, False with one."""
+        `first` learns how the first attempt ended (once): True without error, False with one."""
 
         def settle(ok: bool) -> None:
-            if first is not None and not first.done():
-                first.set_result(ok)
+            nonlocal first
+            told, first = first, None
+            if told is not None:
+                told(ok)
 
         try:
             for delay in (*self.retry_delays, None):
                 try:
-                    await work.attempt(committed.set)
+                    await work.attempt(committed)
                     settle(True)
                     return
                 except DeliveryFailed as failed:  # committed: its replies wait in the outbox
                     log.warning("%s", failed)
                 except (StoreError, TooManyConflicts) as error:
-                    if redelivered and not committed.is_set():
+                    if redelivered and not committed.done:
                         log.warning("%s not processed, the platform will deliver it again: %s", work.label, error)
                         return
                     log.warning("%s failed: %s", work.label, error)
@@ -159,3 +169,19 @@ class TurnRunner:
                 await asyncio.sleep(delay)
         finally:
             settle(False)
+
+
+class _Committed:
+    """The `committed` callback of a Work: remembers the commit, and tells `on_commit` at once."""
+
+    __slots__ = ("done", "_on_commit")
+
+    def __init__(self, on_commit: Callable[[], None] | None = None) -> None:
+        self.done = False
+        self._on_commit = on_commit
+
+    def __call__(self) -> None:
+        if not self.done:
+            self.done = True
+            if self._on_commit is not None:
+                self._on_commit()

@@ -187,7 +187,7 @@ async def test_requests_not_signed_by_slack_are_refused_and_nothing_happens(fake
         reply = await app.post(body, headers)
         assert reply.status == 401
         await asyncio.sleep(0.2)
-    assert fake.calls == []
+    assert [c.method for c in fake.calls] == ["auth.test"]  # the channel's own, at start
     assert await store.list_sessions() == []
 
 
@@ -322,6 +322,29 @@ async def test_a_retry_storm_is_processed_once(fake: FakeSlack) -> None:
     assert session is not None and session.seen.count(f"slack:T111:D111:{event['ts']}") == 1
 
 
+async def test_auth_test_is_asked_once_at_start_not_by_each_first_update(fake: FakeSlack) -> None:
+    async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
+        assert len(fake.called("auth.test")) == 1  # before any update
+        channels = [f"D{n:03d}" for n in range(20)]
+        replies = await asyncio.gather(*[app.send(dm("hi", channel=c, user=f"W{c}")) for c in channels])
+        assert [r.status for r in replies] == [200] * len(channels)
+        for channel in channels:
+            assert texts(await fake.next_posts(channel, 2))[0] == "Guess a number between 1 and 10."
+    assert len(fake.called("auth.test")) == 1
+
+
+async def test_a_token_refused_at_start_is_asked_about_again_with_the_first_update(
+    fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail("auth.test", "invalid_auth")
+    with caplog.at_level(logging.ERROR, logger="convoflow.slack"):
+        async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), fake) as app:
+            assert "auth.test refused the bot token (invalid_auth)" in caplog.text
+            assert (await app.send(dm("hi"))).status == 200  # Bolt asked again, and was answered
+            assert texts(await fake.next_posts("D111", 2))[0] == "Guess a number between 1 and 10."
+    assert len(fake.called("auth.test")) == 2
+
+
 async def test_the_same_message_as_app_mention_and_as_message_is_one_turn(fake: FakeSlack) -> None:
     outcomes: list[str] = []
     async with running_slack(bot_engine("bots/signup.py", MemoryStore(), outcomes), fake) as app:
@@ -362,8 +385,7 @@ async def test_events_that_are_not_turns_are_acknowledged_and_ignored(fake: Fake
 async def test_a_click_on_a_button_we_never_made_is_acknowledged_and_ignored(fake: FakeSlack) -> None:
     store = MemoryStore()
     async with running_slack(bot_engine("bots/signup.py", store), fake) as app:
-        forged = fake.calls  # no posts yet: craft a message with a button value we never encode
-        assert forged == []
+        assert fake.posts() == []  # none yet: craft a message with a button value we never encode
         from tests.support.fake_slack import Call
 
         posted = Call("chat.postMessage", {"channel": "D111", "text": "x", "blocks": [

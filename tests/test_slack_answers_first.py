@@ -59,3 +59,62 @@ async def test_posts_released_by_the_longest_wait_are_not_kept_while_requests_st
         for _ in range(5):
             await asyncio.wait_for(gate.before_post(), 5.0)
         assert gate.waits == 5 and gate.waiting == 0
+
+
+async def test_once_the_requests_are_answered_the_posts_waiting_go_one_per_turn_of_the_loop_in_order() -> None:
+    gate = AnswersFirst(longest_wait=30.0)
+    posted: list[int] = []
+
+    async def post(n: int) -> None:
+        await gate.before_post()
+        posted.append(n)
+
+    with gate.answering():
+        posts = [asyncio.create_task(post(n)) for n in range(5)]
+        await asyncio.sleep(0)
+        assert gate.waiting == 5
+    seen = []
+    while len(posted) < 5:
+        await asyncio.sleep(0)  # one turn of the loop
+        seen.append(len(posted))
+    assert posted == [0, 1, 2, 3, 4]
+    assert all(later - earlier <= 1 for earlier, later in zip([0, *seen], seen))  # never two in one turn
+    await asyncio.gather(*posts)
+
+
+async def test_a_request_arriving_while_posts_are_released_holds_the_rest_back() -> None:
+    gate = AnswersFirst(longest_wait=30.0)
+    posted: list[int] = []
+
+    async def post(n: int) -> None:
+        await gate.before_post()
+        posted.append(n)
+
+    with gate.answering():
+        posts = [asyncio.create_task(post(n)) for n in range(4)]
+        await asyncio.sleep(0)
+    while not posted:
+        await asyncio.sleep(0)
+    with gate.answering():  # a new request: the posts still waiting wait for its answer
+        gone = len(posted)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert len(posted) <= gone + 1 < 4  # one already released may still go
+    await asyncio.gather(*posts)
+    assert posted == [0, 1, 2, 3]
+
+
+async def test_a_post_with_no_request_open_goes_after_the_posts_still_waiting() -> None:
+    gate = AnswersFirst(longest_wait=30.0)
+    posted: list[str] = []
+
+    async def post(name: str) -> None:
+        await gate.before_post()
+        posted.append(name)
+
+    with gate.answering():
+        waiting = [asyncio.create_task(post(f"waited {n}")) for n in range(3)]
+        await asyncio.sleep(0)
+    await post("late")  # no request open, but three posts ahead of it
+    await asyncio.gather(*waiting)
+    assert posted == ["waited 0", "waited 1", "waited 2", "late"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import regex
+from hypothesis import given, strategies as st
 
 from convoflow.adapters.text_parts import split_text, utf16_units
 
@@ -29,6 +30,12 @@ def assert_well_cut(text: str, parts: list[str], limit: int) -> None:
     for part in parts[:-1]:
         cut += len(part)
         assert cut in whole, f"cut at {cut} splits {text[cut - 3:cut + 3]!r}"
+
+
+@given(st.text(st.characters(codec=None, exclude_categories=())))
+def test_utf16_units_count_two_for_astral_characters_and_one_for_the_rest(text: str) -> None:
+    # a lone surrogate (JSON can carry one) counts as the one unit it is
+    assert utf16_units(text) == sum(2 if ord(char) > 0xFFFF else 1 for char in text)
 
 
 def test_short_text_is_one_part_and_blank_text_none() -> None:

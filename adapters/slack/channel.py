@@ -32,6 +32,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.middleware.authorization.async_single_team_authorization import AsyncSingleTeamAuthorization
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -134,6 +135,8 @@ class SlackChannel:
 
     async def start(self) -> None:
         await self.connect()
+        if self.oauth is None:
+            await self._authorize_once()
         if self.app_token:
             self._socket = AsyncSocketModeHandler(self.app, self.app_token, logger=log)
             await self._socket.connect_async()
@@ -188,6 +191,26 @@ class SlackChannel:
         if enterprise:
             address["enterprise"] = enterprise
         return key, address
+
+    async def _authorize_once(self) -> None:
+        """Ask auth.test about the bot token once, before any update arrives. Bolt's single-workspace
+        authorization asks it on each request until it has an answer, so the updates of a busy
+        start would each make the call, in the path to their acknowledgement. A failure is logged
+        and left to Bolt, which asks again with each update."""
+        try:
+            answer = await self.client.auth_test()
+        except SlackApiError as error:
+            log.error("auth.test refused the bot token (%s): updates will be refused until it is fixed",
+                      error.response.get("error"))
+            return
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            log.warning("auth.test could not reach Slack (%r): asked again with the first update", error)
+            return
+        self._identity = (str(answer.get("team_id") or ""), answer.get("enterprise_id") or None)
+        # Bolt keeps the answer on its authorization middleware; it has no public way to give it one.
+        for middleware in getattr(self.app, "_async_middleware_list", ()):
+            if isinstance(middleware, AsyncSingleTeamAuthorization) and middleware.auth_test_result is None:
+                middleware.auth_test_result = answer
 
     async def _workspace_token(self, team: str, to: str) -> tuple[str | None, str | None]:
         """The enterprise of workspace `team` and the bot token to call it with (None: the

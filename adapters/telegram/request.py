@@ -8,6 +8,7 @@ which already serves our webhooks, keeps pace with the rest of the turn.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 from urllib.parse import urlencode
 
@@ -91,6 +92,7 @@ async def call(bot: ExtBot[Any], request: BaseRequest, method: str, kwargs: dict
     )
 
 
+@functools.cache  # a handful of method names, each spelled out on every call
 def _camel(method: str) -> str:
     first, *rest = method.split("_")
     return first + "".join(word.capitalize() for word in rest)

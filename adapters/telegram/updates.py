@@ -119,29 +119,46 @@ def parse_update(body: bytes) -> Raw:
 
 def _mistyped(value: Any, schema: Schema, path: str) -> str | None:
     """What is wrong with `value` by `schema` (its first misfit), or None."""
+    misfit = _misfit(value, schema)
+    if misfit is None:
+        return None
+    steps, problem = misfit
+    return f"{path}{''.join(reversed(steps))} {problem}"
+
+
+def _misfit(value: Any, schema: Schema) -> tuple[list[str], str] | None:
+    """The first misfit of `value` by `schema`: the steps to it, innermost first, and what is wrong
+    there; None when it fits. (Paths are spelled out only for a misfit: every update is checked.)"""
     if isinstance(schema, Required):
-        return _mistyped(value, schema.schema, path)
+        return _misfit(value, schema.schema)
     if isinstance(schema, dict):
-        if not isinstance(value, dict):
-            return f"{path} is {_kind(value)}, not an object"
+        if type(value) is not dict:
+            return [], f"is {_kind(value)}, not an object"
         for name, inner in schema.items():
-            if value.get(name) is None:
+            item = value.get(name)
+            if item is None:
                 if isinstance(inner, Required):
-                    return f"{path}.{name} is missing"
+                    return [f".{name}"], "is missing"
                 continue
-            problem = _mistyped(value[name], inner, f"{path}.{name}")
-            if problem is not None:
-                return problem
+            misfit = _misfit(item, inner)
+            if misfit is not None:
+                misfit[0].append(f".{name}")
+                return misfit
         return None
     if isinstance(schema, list):
-        if not isinstance(value, list):
-            return f"{path} is {_kind(value)}, not a list"
-        return next((p for n, item in enumerate(value) if (p := _mistyped(item, schema[0], f"{path}[{n}]"))), None)
+        if type(value) is not list:
+            return [], f"is {_kind(value)}, not a list"
+        for n, item in enumerate(value):
+            misfit = _misfit(item, schema[0])
+            if misfit is not None:
+                misfit[0].append(f"[{n}]")
+                return misfit
+        return None
     if schema is int:
         if type(value) is not int:
-            return f"{path} is {_kind(value)}, not an integer"
-        return None if -INT_LIMIT <= value < INT_LIMIT else f"{path} is out of range"
-    return None if type(value) is schema else f"{path} is {_kind(value)}, not {schema.__name__}"
+            return [], f"is {_kind(value)}, not an integer"
+        return None if -INT_LIMIT <= value < INT_LIMIT else ([], "is out of range")
+    return None if type(value) is schema else ([], f"is {_kind(value)}, not {schema.__name__}")
 
 
 def _kind(value: Any) -> str:
