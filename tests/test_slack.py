@@ -345,6 +345,21 @@ async def test_a_token_refused_at_start_is_asked_about_again_with_the_first_upda
     assert len(fake.called("auth.test")) == 2
 
 
+async def test_a_slow_auth_test_at_start_does_not_hold_the_start_up(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("convoflow.adapters.slack.channel.AUTH_TEST_SECONDS", 0.05)
+    slow = await FakeSlack(latency=0.3).start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="convoflow.slack"):
+            async with running_slack(bot_engine("bots/guessbot.py", MemoryStore()), slow) as app:
+                assert "auth.test could not reach Slack" in caplog.text  # gave up waiting, started
+                assert (await app.send(dm("hi"))).status == 200  # Bolt asked again, and was answered
+                assert texts(await slow.next_posts("D111", 2))[0] == "Guess a number between 1 and 10."
+    finally:
+        await slow.close()
+
+
 async def test_the_same_message_as_app_mention_and_as_message_is_one_turn(fake: FakeSlack) -> None:
     outcomes: list[str] = []
     async with running_slack(bot_engine("bots/signup.py", MemoryStore(), outcomes), fake) as app:

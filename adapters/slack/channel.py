@@ -69,6 +69,8 @@ COMMAND_PATTERN = re.compile(r"/[a-z0-9_-]{1,31}")
 """What Slack takes as a slash command's name (lowercase, no spaces)."""
 COMMAND_ELSEWHERE = "Use this command in a direct message with the app, or mention the app in a channel."
 COMMAND_FAILED = "Sorry, that did not go through. Please try again."
+AUTH_TEST_SECONDS = 5.0
+"""How long the start waits for auth.test about the bot token."""
 
 
 class SlackChannel:
@@ -197,8 +199,8 @@ class SlackChannel:
         authorization asks it on each request until it has an answer, so the updates of a busy
         start would each make the call, in the path to their acknowledgement. A failure is logged
         and left to Bolt, which asks again with each update."""
-        try:
-            answer = await self.client.auth_test()
+        try:  # a slow Slack does not hold the start up for long: Bolt asks again
+            answer = await asyncio.wait_for(self.client.auth_test(), AUTH_TEST_SECONDS)
         except SlackApiError as error:
             log.error("auth.test refused the bot token (%s): updates will be refused until it is fixed",
                       error.response.get("error"))
