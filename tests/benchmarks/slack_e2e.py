@@ -175,7 +175,7 @@ async def main() -> None:
         print(f"{store_name:<7} {phase_name:<6} {latency * ms:>6.0f} {f.events:>6} {f.events / f.seconds:>8.0f} "
               f"{percentile(f.acks, 50) * ms:>8.1f} {percentile(f.acks, 99) * ms:>8.1f} {max(f.acks) * ms:>8.1f} "
               f"{percentile(f.turns, 50) * ms:>9.1f} {percentile(f.turns, 99) * ms:>9.1f} {f.cpu / f.events * ms:>9.2f}")
-    for store_name, phase_name, latency, f in rows:
+    for store_name, phase_name, _, f in rows:
         if f.openings:
             later = sorted(f.acks)
             for opening in f.openings:
