@@ -166,6 +166,13 @@ async def test_readable_failures_show_the_conversation_so_far(chat: ChatMaker) -
         await chat(fragile, user="nobody").signal("paid")
 
 
+def pytest_run(folder: Path, asyncio_mode: str) -> subprocess.CompletedProcess[str]:
+    """A bot author's own pytest run of `folder`/test_bot.py, with the plugin as installed."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+                           f"asyncio_mode={asyncio_mode}", str(folder / "test_bot.py")],
+                          capture_output=True, text=True, timeout=120, cwd=folder)
+
+
 def test_the_plugin_is_registered_and_shows_the_conversation_when_an_assertion_fails(tmp_path: Path) -> None:
     (tmp_path / "test_bot.py").write_text(
         "async def test_signup(chat):\n"
@@ -173,8 +180,7 @@ def test_the_plugin_is_registered_and_shows_the_conversation_when_an_assertion_f
         "    await bot.say('hi')\n"
         "    assert await bot.say('Ada') == ['Hello, Ada!']\n"
     )
-    ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto",
-                          str(tmp_path / "test_bot.py")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    ran = pytest_run(tmp_path, "auto")
     assert ran.returncode == 1, ran.stdout + ran.stderr
     out = ran.stdout
     assert "the bot's replies differ:" in out
@@ -191,8 +197,7 @@ def test_the_fixture_works_in_strict_asyncio_mode(tmp_path: Path) -> None:
         "    await menu.say('hi')\n"
         "    assert await menu.press('Quit') == ['Bye! You came by the menu 1 times.']\n"
     )
-    ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=strict",
-                          str(tmp_path / "test_bot.py")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    ran = pytest_run(tmp_path, "strict")
     assert ran.returncode == 0, ran.stdout + ran.stderr
 
 

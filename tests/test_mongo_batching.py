@@ -9,12 +9,11 @@ from typing import Any, AsyncIterator
 import pytest
 from pymongo import AsyncMongoClient
 
-from convoflow import Incoming, SessionKey, dialog, get_client_response, send_message
-from convoflow.messages import Reply
+from convoflow import SessionKey
 from convoflow.stores import Conflict, Session
 from convoflow.stores.mongo import MongoStore
-from convoflow.turns import Engine
 from tests.support.counting import MongoCommands
+from tests.support.flows import two_turns_each
 
 
 def key(n: int) -> SessionKey:
@@ -75,25 +74,10 @@ async def test_a_single_pending_commit_is_a_plain_conditional_write(watched: tup
     assert commands.take() == ["insert", "update", "update"]
 
 
-@dialog(version="1")
-def echo() -> Any:
-    yield send_message("hi")
-    while True:
-        said = yield get_client_response()
-        yield send_message(f"you said {said}")
-
-
 async def test_concurrent_turns_of_many_sessions_all_land(watched: tuple[MongoStore, MongoCommands]) -> None:
     store, commands = watched
-    sent: dict[SessionKey, list[str]] = {}
-
-    async def deliver(reply: Reply) -> None:
-        sent.setdefault(reply.key, []).append(reply.message.text)  # type: ignore[attr-defined]
-
-    engine = Engine(echo, store)
     keys = [key(n) for n in range(30)]
-    await asyncio.gather(*(engine.handle(Incoming(k, "u1", text="start"), deliver) for k in keys))
-    await asyncio.gather(*(engine.handle(Incoming(k, "u2", text=k.partition), deliver) for k in keys))
+    sent = await two_turns_each(store, keys)
     writes = [name for name in commands.take() if name in ("insert", "update")]
     assert len(writes) < 30 * 4  # 2 turns x (commit + mark delivered) each, some commits batched
     assert sent == {k: ["hi", f"you said {k.partition}"] for k in keys}

@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from convoflow import Incoming, SessionKey, dialog, get_client_response, send_message
-from convoflow.messages import Reply
+from convoflow import SessionKey
 from convoflow.stores import Conflict, Session
 from convoflow.stores.sqlite import SQLiteStore
-from convoflow.turns import Engine
+from tests.support.flows import two_turns_each
 
 
 def key(n: int) -> SessionKey:
@@ -97,27 +95,12 @@ async def test_marks_and_commits_go_in_one_transaction_each_with_its_own_answer(
         await store.close()
 
 
-@dialog(version="1")
-def echo() -> Any:
-    yield send_message("hi")
-    while True:
-        said = yield get_client_response()
-        yield send_message(f"you said {said}")
-
-
 async def test_concurrent_turns_of_many_sessions_share_transactions_and_all_land(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "sessions.db")
-    sent: dict[SessionKey, list[str]] = {}
-
-    async def deliver(reply: Reply) -> None:
-        sent.setdefault(reply.key, []).append(reply.message.text)  # type: ignore[attr-defined]
-
     try:
-        engine = Engine(echo, store)
         keys = [key(n) for n in range(50)]
         before = store.transactions
-        await asyncio.gather(*(engine.handle(Incoming(k, "u1", text="start"), deliver) for k in keys))
-        await asyncio.gather(*(engine.handle(Incoming(k, "u2", text=f"{k.partition}"), deliver) for k in keys))
+        sent = await two_turns_each(store, keys)
         # 50 sessions x 2 turns x (commit + mark delivered) = 200 writes
         assert store.transactions - before < 200
         assert sent == {k: ["hi", f"you said {k.partition}"] for k in keys}

@@ -1,4 +1,5 @@
-"""Flows shared by the engine tests: one using every feature, and scripted inputs for the bots."""
+"""Flows shared by the engine tests: one using every feature, an echo played by many sessions at
+once, and scripted inputs for the bots."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import random
 from typing import Any, Callable
 
 from convoflow.bots import dragons, guessbot, menu, signup
+from convoflow.messages import Incoming, Reply, SessionKey
+from convoflow.stores import Store
+from convoflow.turns import Engine
 from convoflow import (
     BaseDialog,
     Option,
@@ -102,3 +106,26 @@ SCRIPTS: dict[str, tuple[Callable[[], BaseDialog[Any]], list[Any]]] = {
     "menu": (menu.main, ["hi", "fact", "2", "Count up", "count", "nonsense", "3"]),
     "dragons": (dragons.main, ["hi", "Ada", "forest", "cave", "sneak past", "bye"]),
 }
+
+
+@dialog(version="1")
+def hello_echo() -> Any:
+    """Says hi, then answers each message with "you said ..."."""
+    yield send_message("hi")
+    while True:
+        said = yield get_client_response()
+        yield send_message(f"you said {said}")
+
+
+async def two_turns_each(store: Store, keys: list[SessionKey]) -> dict[SessionKey, list[str]]:
+    """Every session's first turn of hello_echo at once ("start", id u1), then every second one (its
+    partition, id u2); the texts each session was sent."""
+    sent: dict[SessionKey, list[str]] = {}
+
+    async def deliver(reply: Reply) -> None:
+        sent.setdefault(reply.key, []).append(reply.message.text)  # type: ignore[attr-defined]
+
+    engine = Engine(hello_echo, store)
+    await asyncio.gather(*(engine.handle(Incoming(k, "u1", text="start"), deliver) for k in keys))
+    await asyncio.gather(*(engine.handle(Incoming(k, "u2", text=k.partition), deliver) for k in keys))
+    return sent

@@ -4,19 +4,13 @@ end: what the web page shows. Used by the web channel's tests and benchmark.
     convoflow run tests/support/web_guessbot.py --channel web
 """
 
-import random
-
 from convoflow import Media, ask, dialog, send_message
+from convoflow.bots.guessbot import draw_secret
 
 NUMBERS = [str(n) for n in range(1, 11)]
 TROPHY = ("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='64' height='64'%3E"
           "%3Ccircle cx='32' cy='32' r='30' fill='%23f0a800'/%3E%3C/svg%3E")
 SCORES = "data:text/plain,guesses"
-
-
-@dialog()
-def draw_secret() -> int:
-    return random.randint(1, 10)
 
 
 @dialog(version="1.0")
